@@ -1,0 +1,53 @@
+"""The `egoasl` command: one sub-command per job.
+
+Each sub-command lives in ``egoasl/commands/<name>.py`` and exposes ``register(subparsers)``,
+which adds its parser and sets ``func`` to a callable taking the parsed arguments and
+returning an exit code. User errors (:class:`egoasl.errors.EgoaslError`) are printed as one
+line on stderr with exit code 2, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from egoasl import __version__
+from egoasl.errors import EgoaslError
+
+COMMAND_MODULES = [
+    "synth",
+    "data",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="egoasl",
+        description="Action Sensitivity Learning for Ego4D Moment Queries and Natural Language Queries.",
+    )
+    parser.add_argument("--version", action="version", version=f"egoasl {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"egoasl.commands.{name}").register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except EgoaslError as exc:
+        print(f"egoasl {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"egoasl {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

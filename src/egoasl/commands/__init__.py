@@ -1,0 +1,1 @@
+"""One module per `egoasl` sub-command; each exposes `register(subparsers)`."""

@@ -1,0 +1,1 @@
+"""Training loop, decoding, Soft-NMS and ensembling."""

@@ -1,0 +1,1 @@
+"""Submission files and checkpoints."""

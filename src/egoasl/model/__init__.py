@@ -1,0 +1,1 @@
+"""Network modules: blocks, backbone, neck, heads, points, ASL sensitivity, losses, detector, grounder."""
