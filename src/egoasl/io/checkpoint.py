@@ -1,0 +1,91 @@
+"""Checkpoints: weights in safetensors, training state loaded with ``weights_only=True``.
+
+A checkpoint ``<name>`` in a run's ``checkpoints/`` folder is two files, each written
+atomically:
+
+* ``<name>.safetensors``: the model weights (keys ``model.<param>``) and, when EMA is on,
+  the EMA weights (keys ``ema.<param>``), plus JSON metadata (epoch, step, metrics).
+* ``<name>.state.pt``: optimizer state, epoch/step counters and the best metric so far.
+  It holds only tensors and plain containers, and is read with
+  ``torch.load(weights_only=True)``: nothing a user downloads is ever unpickled freely.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
+
+from egoasl.errors import DataError, EgoaslError
+from egoasl.io.atomic import write_atomic
+
+
+@dataclass
+class Checkpoint:
+    model: dict[str, torch.Tensor]
+    ema: dict[str, torch.Tensor] | None = None
+    meta: dict = field(default_factory=dict)
+    state: dict | None = None  # optimizer state, counters; None when only weights were read
+
+    def inference_weights(self) -> dict[str, torch.Tensor]:
+        """The EMA weights when present (what evaluation uses), else the raw weights."""
+        return self.ema if self.ema is not None else self.model
+
+
+def weights_path(ckpt_dir: Path, name: str) -> Path:
+    return Path(ckpt_dir) / f"{name}.safetensors"
+
+
+def state_path(ckpt_dir: Path, name: str) -> Path:
+    return Path(ckpt_dir) / f"{name}.state.pt"
+
+
+def save_checkpoint(ckpt_dir: Path, name: str, checkpoint: Checkpoint) -> Path:
+    """Write ``<name>.safetensors`` (and ``<name>.state.pt`` when ``checkpoint.state``)."""
+    tensors = {f"model.{k}": v.detach().contiguous().cpu() for k, v in checkpoint.model.items()}
+    if checkpoint.ema is not None:
+        tensors.update({f"ema.{k}": v.detach().contiguous().cpu() for k, v in checkpoint.ema.items()})
+    metadata = {"egoasl": json.dumps(checkpoint.meta)}
+    path = weights_path(ckpt_dir, name)
+    if checkpoint.state is not None:
+        write_atomic(state_path(ckpt_dir, name), lambda tmp: torch.save(checkpoint.state, tmp))
+    write_atomic(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+    return path
+
+
+def load_checkpoint(path: str | Path, with_state: bool = False) -> Checkpoint:
+    """Read a checkpoint's weights (a ``.safetensors`` path or a name in a run folder)."""
+    path = Path(path)
+    if not path.is_file():
+        raise EgoaslError(f"{path}: checkpoint not found")
+    try:
+        tensors = load_file(str(path))
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise DataError(path, "", "a safetensors checkpoint", got=str(exc)) from None
+    model = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    ema = {k[len("ema."):]: v for k, v in tensors.items() if k.startswith("ema.")} or None
+    meta = json.loads(metadata.get("egoasl", "{}"))
+    state = None
+    if with_state:
+        spath = path.with_name(path.name[: -len(".safetensors")] + ".state.pt")
+        state = load_training_state(spath)
+    return Checkpoint(model=model, ema=ema, meta=meta, state=state)
+
+
+def load_training_state(path: Path) -> dict:
+    """Read a ``.state.pt`` file with ``weights_only=True`` (arbitrary pickles are refused)."""
+    if not path.is_file():
+        raise EgoaslError(f"{path}: training state not found (the checkpoint is incomplete)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises UnpicklingError or RuntimeError for refused/bad files
+        raise DataError(path, "", "a training state holding only tensors and plain containers", got=str(exc).splitlines()[0]) from None
+    if not isinstance(state, dict):
+        raise DataError(path, "", "a dict of training state", got=type(state).__name__)
+    return state
