@@ -1,0 +1,290 @@
+"""Building blocks of the MQ detector, all working on ``(x, mask)`` pairs.
+
+Conventions: features are ``(B, C, T)``, masks ``(B, 1, T)`` bool, True on valid steps.
+
+Padding policy (a deliberate fix over the release): every masked convolution zeroes its
+*input* at padded steps as well as its output, and the stride-2 skip path max-pools over
+valid steps only. So a valid output never reads a padded step through a kernel's border.
+The release (ActionFormer's ``MaskedConv1D``) masked the output only, which let the
+``ReLU(LN bias)`` values sitting at padded steps enter the convolution at the last valid
+step. The values stored at padded steps themselves are unchanged from the release.
+
+The one remaining leak is the released channel attention (``masked_channel_attention:
+false``, the default): it sums over every time step, padded ones included, exactly as the
+authors' code does. ``masked_channel_attention: true`` makes the whole network
+padding-invariant.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class MaskedConv1d(nn.Module):
+    """1D convolution on ``(x, mask)``: padded steps are read as zeros and written as zeros.
+
+    Odd kernels only, padding ``k // 2``. With stride s the output mask is the input mask
+    sampled at steps ``0, s, 2s, ...`` (nearest), so output i is centred on input ``s·i``.
+    The bias is initialised to zero.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
+                 groups: int = 1, bias: bool = True) -> None:
+        super().__init__()
+        if kernel_size % 2 != 1:
+            raise ValueError(f"MaskedConv1d needs an odd kernel size, got {kernel_size}")
+        self.stride = stride
+        self.conv = nn.Conv1d(in_channels, out_channels, kernel_size, stride=stride,
+                              padding=kernel_size // 2, groups=groups, bias=bias)
+        if bias:
+            nn.init.zeros_(self.conv.bias)
+
+    def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        # x: (B, C_in, T); mask: (B, 1, T) bool
+        out = self.conv(x * mask.to(x.dtype))  # (B, C_out, T // stride)
+        out_mask = mask[:, :, :: self.stride] if self.stride > 1 else mask  # (B, 1, T // stride)
+        return out * out_mask.to(out.dtype), out_mask
+
+
+class ChannelLayerNorm(nn.Module):
+    """LayerNorm over the channel axis of a ``(B, C, T)`` tensor (eps 1e-5, per-channel affine)."""
+
+    def __init__(self, num_channels: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(num_channels))
+        self.bias = nn.Parameter(torch.zeros(num_channels))
+
+    def forward(self, x: Tensor) -> Tensor:
+        # (B, C, T) -> (B, T, C) -> normalise over C -> (B, C, T)
+        out = F.layer_norm(x.transpose(1, 2), (x.shape[1],), self.weight, self.bias, self.eps)
+        return out.transpose(1, 2)
+
+
+def masked_max_pool(x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    """Max-pool, kernel 3, stride 2, padding 1, over valid steps only; zeros at padded outputs."""
+    # x: (B, C, T) -> (B, C, T // 2)
+    filled = x.masked_fill(~mask, float("-inf"))
+    out = F.max_pool1d(filled, kernel_size=3, stride=2, padding=1)
+    out_mask = mask[:, :, ::2]  # (B, 1, T // 2)
+    return out.masked_fill(~out_mask, 0.0), out_mask
+
+
+def sinusoid_table(length: int, channels: int) -> Tensor:
+    """The standard sin/cos absolute position table, shape ``(C, T)``.
+
+    Channel ``2i`` holds ``sin(t / 10000^(2i/C))`` and channel ``2i+1`` the matching cosine.
+    Row t never depends on ``length``, so clips of any length share the encoding.
+    """
+    pos = torch.arange(length, dtype=torch.float32)[None, :]  # (1, T)
+    dims = torch.arange(channels)
+    freq = torch.pow(10000.0, -(2 * (dims // 2)).float() / channels)[:, None]  # (C, 1)
+    angle = pos * freq  # (C, T)
+    return torch.where((dims % 2 == 0)[:, None], torch.sin(angle), torch.cos(angle))
+
+
+def drop_path(x: Tensor, drop_prob: float, training: bool) -> Tensor:
+    """Stochastic depth: drop the whole residual branch of a sample with probability p."""
+    if drop_prob == 0.0 or not training:
+        return x
+    keep = 1.0 - drop_prob
+    shape = (x.shape[0],) + (1,) * (x.ndim - 1)
+    sample_mask = torch.floor(keep + torch.rand(shape, dtype=x.dtype, device=x.device))
+    return x / keep * sample_mask
+
+
+class DropPath(nn.Module):
+    """Stochastic depth without a scale (the release's channel path)."""
+
+    def __init__(self, drop_prob: float) -> None:
+        super().__init__()
+        self.drop_prob = drop_prob
+
+    def forward(self, x: Tensor) -> Tensor:
+        return drop_path(x, self.drop_prob, self.training)
+
+
+class AffineDropPath(nn.Module):
+    """LayerScale (per-channel scale, initialised to 1e-4) followed by stochastic depth.
+
+    As in ActionFormer, a block uses it only when ``droppath > 0``; with ``droppath = 0``
+    its residual branches are added unscaled.
+    """
+
+    def __init__(self, num_channels: int, drop_prob: float, init_scale: float = 1e-4) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.full((1, num_channels, 1), init_scale))
+        self.drop_prob = drop_prob
+
+    def forward(self, x: Tensor) -> Tensor:
+        # x: (B, C, T)
+        return drop_path(self.scale * x, self.drop_prob, self.training)
+
+
+class MaskedMHCA(nn.Module):
+    """Multi-head conv-attention (ActionFormer's MHCA) with global or local attention.
+
+    q, k and v each come from a depthwise masked conv (k3, stride 1 or 2, no bias), a
+    channel LayerNorm and a 1x1 conv. Padded keys never receive weight. ``window > 0``
+    restricts query i to keys ``|i - j| <= window // 2`` (a band on the full score matrix:
+    O(T^2) memory, exact). A query with no valid key gets a zero output, not NaN.
+    """
+
+    def __init__(self, width: int, n_head: int, stride: int = 1, window: int = -1,
+                 attn_dropout: float = 0.0, proj_dropout: float = 0.0) -> None:
+        super().__init__()
+        self.n_head = n_head
+        self.head_dim = width // n_head
+        self.window = window
+        self.query_conv = MaskedConv1d(width, width, 3, stride=stride, groups=width, bias=False)
+        self.key_conv = MaskedConv1d(width, width, 3, stride=stride, groups=width, bias=False)
+        self.value_conv = MaskedConv1d(width, width, 3, stride=stride, groups=width, bias=False)
+        self.query_norm = ChannelLayerNorm(width)
+        self.key_norm = ChannelLayerNorm(width)
+        self.value_norm = ChannelLayerNorm(width)
+        self.query = nn.Conv1d(width, width, 1)
+        self.key = nn.Conv1d(width, width, 1)
+        self.value = nn.Conv1d(width, width, 1)
+        self.proj = nn.Conv1d(width, width, 1)
+        self.attn_drop = nn.Dropout(attn_dropout)
+        self.proj_drop = nn.Dropout(proj_dropout)
+
+    def _heads(self, x: Tensor) -> Tensor:
+        # (B, C, T) -> (B, H, T, d)
+        B, _, T = x.shape
+        return x.view(B, self.n_head, self.head_dim, T).transpose(2, 3)
+
+    def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        # x: (B, C, T); mask: (B, 1, T) -> out (B, C, T'), out_mask (B, 1, T') with T' = T / stride
+        q, q_mask = self.query_conv(x, mask)
+        k, kv_mask = self.key_conv(x, mask)
+        v, _ = self.value_conv(x, mask)
+        q = self._heads(self.query(self.query_norm(q)))  # (B, H, T', d)
+        k = self._heads(self.key(self.key_norm(k)))  # (B, H, T', d)
+        v = self._heads(self.value(self.value_norm(v)))  # (B, H, T', d)
+        score = (q / math.sqrt(self.head_dim)) @ k.transpose(-2, -1)  # (B, H, T', T')
+        allowed = kv_mask[:, :, None, :]  # (B, 1, 1, T') keys
+        if self.window > 0:
+            idx = torch.arange(score.shape[-1], device=x.device)
+            band = (idx[:, None] - idx[None, :]).abs() <= self.window // 2  # (T', T')
+            allowed = allowed & band
+        score = score.masked_fill(~allowed, torch.finfo(score.dtype).min)
+        attn = self.attn_drop(score.softmax(dim=-1))
+        out = attn @ (v * kv_mask[:, :, :, None].to(v.dtype))  # (B, H, T', d)
+        B, H, T_out, d = out.shape
+        out = out.transpose(2, 3).reshape(B, H * d, T_out)  # (B, C, T')
+        out = self.proj_drop(self.proj(out)) * q_mask.to(out.dtype)
+        return out, q_mask
+
+
+class ChannelAttention(nn.Module):
+    """The release's channel attention on ``(B, T, C)``: a d x d attention map per head.
+
+    ``q, k, v = split(Linear(u))`` (no bias), ``A = softmax_lastdim((k / sqrt(d))^T v)`` sums
+    over time, ``out = proj((A q^T)^T)``. With ``mask`` (B, T, 1) the padded steps are
+    zeroed before the sums, so they do not contribute.
+    """
+
+    def __init__(self, width: int, n_head: int) -> None:
+        super().__init__()
+        self.n_head = n_head
+        self.head_dim = width // n_head
+        self.qkv = nn.Linear(width, 3 * width, bias=False)
+        self.proj = nn.Linear(width, width)
+
+    def forward(self, u: Tensor, mask: Tensor | None = None) -> Tensor:
+        # u: (B, T, C); mask: (B, T, 1) bool or None
+        if mask is not None:
+            u = u * mask.to(u.dtype)
+        B, T, C = u.shape
+        qkv = self.qkv(u).reshape(B, T, 3, self.n_head, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv[0], qkv[1], qkv[2]  # each (B, H, T, d)
+        attn = ((k / math.sqrt(self.head_dim)).transpose(-1, -2) @ v).softmax(dim=-1)  # (B, H, d, d)
+        out = (attn @ q.transpose(-1, -2)).transpose(-1, -2)  # (B, H, T, d)
+        return self.proj(out.transpose(1, 2).reshape(B, T, C))  # (B, T, C)
+
+
+class ChannelBlock(nn.Module):
+    """Channel-attention path of a stem block: attention + MLP, each with a residual.
+
+    Released (``masked=False``): the residual base is ``u = LN1(x)`` and no mask is used.
+    Masked variant: the residual base is ``x``, padded steps are excluded from the channel
+    sums, and both updates are zeroed at padded steps.
+    """
+
+    def __init__(self, width: int, n_head: int, droppath: float, masked: bool) -> None:
+        super().__init__()
+        self.masked = masked
+        self.attn = ChannelAttention(width, n_head)
+        self.norm = nn.LayerNorm(width)
+        self.mlp = nn.Sequential(nn.Linear(width, 4 * width), nn.GELU(), nn.Linear(4 * width, width))
+        self.drop_path = DropPath(droppath)
+
+    def forward(self, u: Tensor, x: Tensor, mask: Tensor) -> Tensor:
+        # u = LN1(x), x: (B, C, T); mask: (B, 1, T) -> (B, C, T)
+        u_t = u.transpose(1, 2)  # (B, T, C)
+        if not self.masked:
+            z = u_t + self.drop_path(self.attn(u_t))
+            z = z + self.drop_path(self.mlp(self.norm(z)))
+            return z.transpose(1, 2)
+        m = mask.transpose(1, 2)  # (B, T, 1)
+        mf = m.to(u.dtype)
+        z = x.transpose(1, 2) + self.drop_path(self.attn(u_t, m) * mf)
+        z = z + self.drop_path(self.mlp(self.norm(z)) * mf)
+        return z.transpose(1, 2)
+
+
+class TransformerBlock(nn.Module):
+    """Pre-LN conv-attention block; stride 1 (stem) or 2 (downsampling).
+
+    Temporal path: ``y = skip(x)·m + LS(MHCA(LN1 x))``, ``y = y + LS(MLP(LN2 y)·m)``, where
+    skip is identity (stride 1) or a masked max-pool (stride 2). A stride-1 block with
+    ``channel_attention`` adds the channel path on the same ``LN1 x`` and returns
+    ``α·y + (1-α)·z`` (not re-masked in the release variant, masked in the masked variant).
+    Stride-2 blocks have no channel path (the release built one and never used it).
+    """
+
+    def __init__(self, width: int, n_head: int, stride: int, window: int, dropout: float, droppath: float,
+                 channel_attention: bool, t_c_alpha: float, masked_channel_attention: bool) -> None:
+        super().__init__()
+        if stride not in (1, 2):
+            raise ValueError(f"TransformerBlock stride must be 1 or 2, got {stride}")
+        self.stride = stride
+        self.alpha = t_c_alpha
+        self.ln1 = ChannelLayerNorm(width)
+        self.ln2 = ChannelLayerNorm(width)
+        self.attn = MaskedMHCA(width, n_head, stride=stride, window=window, proj_dropout=dropout)
+        self.mlp = nn.Sequential(
+            nn.Conv1d(width, 4 * width, 1), nn.GELU(), nn.Dropout(dropout),
+            nn.Conv1d(4 * width, width, 1), nn.Dropout(dropout),
+        )
+        if droppath > 0:
+            self.drop_path_attn: nn.Module = AffineDropPath(width, droppath)
+            self.drop_path_mlp: nn.Module = AffineDropPath(width, droppath)
+        else:
+            self.drop_path_attn = nn.Identity()
+            self.drop_path_mlp = nn.Identity()
+        self.channel = (
+            ChannelBlock(width, n_head, droppath, masked=masked_channel_attention)
+            if stride == 1 and channel_attention else None
+        )
+
+    def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        # x: (B, C, T); mask: (B, 1, T) -> (B, C, T / stride), (B, 1, T / stride)
+        u = self.ln1(x)
+        a, out_mask = self.attn(u, mask)
+        m = out_mask.to(a.dtype)
+        skip = x if self.stride == 1 else masked_max_pool(x, mask)[0]
+        y = skip * m + self.drop_path_attn(a)
+        y = y + self.drop_path_mlp(self.mlp(self.ln2(y)) * m)
+        if self.channel is None:
+            return y, out_mask
+        z = self.channel(u, x, mask)
+        out = self.alpha * y + (1.0 - self.alpha) * z
+        if self.channel.masked:
+            out = out * m
+        return out, out_mask
