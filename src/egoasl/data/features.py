@@ -1,0 +1,395 @@
+"""The feature store: read feature files safely, cut clips out of videos, align sources.
+
+Conventions (the one place they are written down):
+
+* **Files.** A feature file holds one 2-D array of feature vectors, time-major ``[N, D]``.
+  ``.pt`` files are read with ``torch.load(weights_only=True)`` and must hold a plain
+  tensor; ``.npy`` files are read with ``numpy.load(allow_pickle=False)``. Nothing that
+  would need arbitrary unpickling is ever loaded. float16/float64 are converted to float32.
+* **Per-video files** (``layout: video``, the official Ego4D features). Vector ``i`` is a
+  window of two strides: with ``step = 1 / rate`` (16/30 s for the official 1.875 vectors
+  per second) it covers video time ``[i * step, i * step + 2 * step)`` and is centred at
+  ``(i + 1) * step`` seconds (``(16 i + 16) / 30`` for the official features). A clip
+  ``[video_start_sec, video_end_sec]`` takes exactly the vectors whose centre lies in that
+  interval (a negative ``video_start_sec`` simply selects from vector 0), see
+  :func:`slice_video_features`. Clip time is video time minus ``video_start_sec``.
+* **Per-clip files** (``layout: clip``) cover exactly the clip: row ``j`` is taken to be
+  centred at clip time ``(j + 0.5) * step`` (windows tiling the clip from its start).
+* **Alignment** (:class:`ClipFeatureLoader`):
+
+  - ``resize: true`` (MQ): every source is linearly resized (``align_corners=False``) to
+    ``max_seq_len`` cells; each spans the whole clip, so the grid is
+    :meth:`TimeGrid.resized` of the clip duration.
+  - ``resize: false`` (NLQ): the first source keeps its native rate and defines the grid
+    (``step = 1 / rate``, ``offset`` = clip time of its first row's centre); every other
+    source is linearly resampled by time onto those cell centres (values beyond its ends
+    are held constant). If the first source has more than ``max_seq_len`` rows, the
+    aligned features are linearly resized (``align_corners=False``) down to
+    ``max_seq_len`` cells and the grid becomes ``step' = step * T / max_seq_len``,
+    ``offset' = offset + (T / max_seq_len - 1) * step / 2``, which is where resized cell
+    centres fall.
+
+All conversions between seconds and grid units go through :class:`TimeGrid`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import pickle
+import tempfile
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from egoasl.config import DataConfig, SourceConfig
+from egoasl.data.timegrid import OFFICIAL_FEATURE_STEP, TimeGrid
+from egoasl.errors import DataError, EgoaslError
+
+FEATURE_SUFFIXES = (".pt", ".npy")
+_CACHE_FORMAT = 1
+_FLOAT16_MAX = 65504.0
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def load_feature_file(path: str | Path, expected_dim: int | None = None) -> torch.Tensor:
+    """Read one feature file as a float32 ``[N, D]`` tensor, refusing anything suspicious.
+
+    Args:
+        path: a ``.pt`` file holding one plain tensor, or a ``.npy`` file.
+        expected_dim: the feature dimension ``D``. When given, a file stored ``[D, N]`` is
+            transposed; a file where both axes or neither axis equals it is refused.
+
+    Raises:
+        DataError: naming the file, for a missing, unreadable or truncated file, a pickle
+            that is not a plain tensor, a non-floating, non-2-D or empty array, NaN/Inf
+            values, or a dimension that does not match ``expected_dim``.
+    """
+    path = Path(path)
+    if path.suffix not in FEATURE_SUFFIXES:
+        raise DataError(path, "", f"a feature file ending in {' or '.join(FEATURE_SUFFIXES)}")
+    if not path.is_file():
+        raise DataError(path, "", "an existing feature file; no such file")
+    array = _read_pt(path) if path.suffix == ".pt" else _read_npy(path)
+
+    if not array.is_floating_point():
+        raise DataError(path, "dtype", "floating-point features (float16/32/64)", got=str(array.dtype))
+    if array.dim() != 2:
+        raise DataError(path, "shape", "a 2-D [N, D] tensor", got=tuple(array.shape))
+    if array.numel() == 0:
+        raise DataError(path, "shape", "a non-empty [N, D] tensor", got=tuple(array.shape))
+
+    if expected_dim is not None:
+        rows, cols = array.shape
+        if rows == expected_dim and cols == expected_dim:
+            raise DataError(
+                path, "shape", f"one axis of size {expected_dim}; both axes have that size, so the "
+                "orientation ([N, D] or [D, N]) is ambiguous", got=tuple(array.shape)
+            )
+        if cols != expected_dim and rows != expected_dim:
+            raise DataError(path, "shape", f"[N, {expected_dim}] (feature dimension {expected_dim})", got=tuple(array.shape))
+        if cols != expected_dim:
+            array = array.t()
+
+    feats = array.to(torch.float32).contiguous()
+    finite = torch.isfinite(feats)
+    if not bool(finite.all()):
+        n_nan = int(torch.isnan(feats).sum())
+        n_inf = int(torch.isinf(feats).sum())
+        first_row = int((~finite).any(dim=1).nonzero()[0, 0])
+        raise DataError(
+            path, "values", f"finite numbers; found {n_nan} NaN and {n_inf} Inf values (as float32), "
+            f"first in row {first_row} of the [N, D] array"
+        )
+    return feats
+
+
+def _read_pt(path: Path) -> torch.Tensor:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise DataError(
+            path, "", "a plain tensor saved with torch.save; the file holds other pickled objects (classes or "
+            "functions), which egoasl never loads"
+        ) from None
+    except Exception as exc:  # torch raises RuntimeError, EOFError, KeyError... for broken files
+        raise DataError(path, "", f"a readable torch tensor file; it is unreadable or truncated ({type(exc).__name__}: "
+                        f"{str(exc).strip()[:120]})") from None
+    if not isinstance(obj, torch.Tensor):
+        raise DataError(path, "", "a plain tensor saved with torch.save", got=type(obj).__name__)
+    return obj
+
+
+def _read_npy(path: Path) -> torch.Tensor:
+    try:
+        array = np.load(path, allow_pickle=False)
+    except Exception as exc:  # ValueError (object arrays, short data), EOFError, OSError
+        raise DataError(path, "", f"a readable numeric .npy array; it is unreadable, truncated or holds pickled "
+                        f"objects ({type(exc).__name__}: {str(exc).strip()[:120]})") from None
+    if array.dtype.kind != "f":
+        raise DataError(path, "dtype", "floating-point features (float16/32/64)", got=str(array.dtype))
+    return torch.from_numpy(np.ascontiguousarray(array))
+
+
+# ----------------------------------------------------------------------------- slicing
+
+
+def slice_video_features(
+    feats: torch.Tensor,
+    video_start_sec: float,
+    video_end_sec: float,
+    step: float = OFFICIAL_FEATURE_STEP,
+    source: str | Path = "<video features>",
+) -> tuple[torch.Tensor, float]:
+    """Cut one clip out of a per-video feature tensor.
+
+    Vector ``i`` is centred at video time ``(i + 1) * step`` (module docstring). The rows
+    whose centre lies in ``[video_start_sec, video_end_sec]`` are kept; a negative start
+    selects from row 0 and an end past the last vector stops at row ``N - 1``. When no
+    centre falls inside a (very short) clip, the single row whose centre is nearest to the
+    clip's middle is returned.
+
+    Args:
+        feats: ``[N, D]`` features of the whole video.
+        video_start_sec, video_end_sec: clip bounds in video seconds.
+        step: seconds between two vectors (``1 / rate``; official: 16/30).
+        source: the file name used in error messages.
+
+    Returns:
+        ``(clip_feats [M, D], first_centre_sec)``, with ``M >= 1`` and ``first_centre_sec``
+        the clip time (seconds from ``video_start_sec``) of the first row's centre.
+
+    Raises:
+        DataError: if the clip bounds are reversed or the clip starts after the video's
+            features end (after ``(N + 1) * step`` seconds).
+    """
+    if feats.dim() != 2 or feats.shape[0] == 0:
+        raise DataError(source, "shape", "a non-empty [N, D] tensor", got=tuple(feats.shape))
+    if not video_end_sec > video_start_sec:
+        raise DataError(source, "clip bounds", "video_end_sec > video_start_sec",
+                        got=(video_start_sec, video_end_sec))
+    n = feats.shape[0]
+    # Per-video grid: row i centred at video time (i + 1) * step.
+    video_grid = TimeGrid(step=step, offset=step, duration=(n + 1) * step)
+    if video_start_sec >= video_grid.duration:
+        raise DataError(
+            source, "rows", f"features covering the clip [{video_start_sec:.3f}, {video_end_sec:.3f}] s; the "
+            f"{n} vectors end at {video_grid.duration:.3f} s"
+        )
+    eps = 1e-6
+    first = max(0, math.ceil(video_grid.to_grid(max(video_start_sec, 0.0)) - eps))
+    last = min(n - 1, math.floor(video_grid.to_grid(video_end_sec) + eps))
+    if first > last:
+        middle = 0.5 * (video_start_sec + video_end_sec)
+        first = last = min(n - 1, max(0, round(video_grid.to_grid(middle))))
+    first_centre = video_grid.to_seconds(float(first), clamp=False) - video_start_sec
+    return feats[first : last + 1], float(first_centre)
+
+
+# ----------------------------------------------------------------------------- alignment
+
+
+class ClipLike(Protocol):
+    """Anything that names a clip: :class:`MQClip` and :class:`NLQQuery` both qualify."""
+
+    clip_uid: str
+    video_uid: str
+    video_start_sec: float
+    video_end_sec: float
+
+
+@dataclass
+class ClipFeatures:
+    """Aligned features of one clip.
+
+    Attributes:
+        feats: ``(C_total, T)`` float32, sources concatenated along channels in config order.
+        grid: where the ``T`` cells lie in clip seconds.
+    """
+
+    feats: torch.Tensor
+    grid: TimeGrid
+
+
+class ClipFeatureLoader:
+    """Loads every configured source of a clip, checks it and aligns them on one grid.
+
+    Feature folders are ``root / data_cfg.features / (source.dir or source.name)``. With
+    ``data_cfg.cache_dir`` set (relative to ``root`` unless absolute), the aligned tensor is
+    stored in float16 per clip and settings, and later reads never touch the source files.
+    With the cache on, the returned features are always the float16-rounded values, so a
+    first read and a cached read give identical tensors.
+    """
+
+    def __init__(self, data_cfg: DataConfig, root: str | Path):
+        if not data_cfg.sources:
+            raise EgoaslError("config key data.sources: at least one feature source is needed")
+        if data_cfg.max_seq_len <= 0:
+            raise EgoaslError(f"config key data.max_seq_len: expected a positive integer, got {data_cfg.max_seq_len}")
+        self.cfg = data_cfg
+        self.root = Path(root)
+        self.feature_root = self.root / data_cfg.features
+        self.cache_dir: Path | None = None
+        if data_cfg.cache_dir:
+            cache = Path(data_cfg.cache_dir)
+            self.cache_dir = cache if cache.is_absolute() else self.root / cache
+        self.settings_hash = self._settings_hash()
+
+    @property
+    def channels(self) -> int:
+        """Total number of channels ``C_total`` of the aligned features."""
+        return sum(s.dim for s in self.cfg.sources)
+
+    def source_dir(self, source: SourceConfig) -> Path:
+        """The folder holding ``source``'s files."""
+        return self.feature_root / (source.dir or source.name)
+
+    def load_clip(self, clip: ClipLike) -> ClipFeatures:
+        """Aligned features of an :class:`MQClip` or :class:`NLQQuery`'s clip."""
+        return self.load(clip.clip_uid, clip.video_uid, clip.video_start_sec, clip.video_end_sec)
+
+    def load(self, clip_uid: str, video_uid: str, video_start_sec: float, video_end_sec: float) -> ClipFeatures:
+        """Aligned ``(C_total, T)`` features and their :class:`TimeGrid` for one clip."""
+        duration = float(video_end_sec) - float(video_start_sec)
+        if not duration > 0:
+            raise EgoaslError(
+                f"clip {clip_uid}: video_end_sec ({video_end_sec}) must be greater than video_start_sec ({video_start_sec})"
+            )
+        cache_path = self._cache_path(clip_uid, video_start_sec, video_end_sec)
+        if cache_path is not None:
+            cached = self._read_cache(cache_path, duration)
+            if cached is not None:
+                return cached
+        result = self._align(clip_uid, video_uid, float(video_start_sec), float(video_end_sec), duration)
+        if cache_path is not None:
+            result = self._write_cache(cache_path, result)
+        return result
+
+    # -- loading and aligning
+
+    def _load_source(self, source: SourceConfig, clip_uid: str, video_uid: str, start: float, end: float
+                     ) -> tuple[torch.Tensor, float]:
+        """One source's ``[M, D]`` rows for the clip and the clip time of its first row's centre."""
+        step = 1.0 / source.rate
+        stem = video_uid if source.layout == "video" else clip_uid
+        path = self._find_file(self.source_dir(source), stem, source)
+        feats = load_feature_file(path, expected_dim=source.dim)
+        if source.layout == "video":
+            return slice_video_features(feats, start, end, step=step, source=path)
+        return feats, 0.5 * step
+
+    @staticmethod
+    def _find_file(folder: Path, stem: str, source: SourceConfig) -> Path:
+        for suffix in FEATURE_SUFFIXES:
+            candidate = folder / f"{stem}{suffix}"
+            if candidate.is_file():
+                return candidate
+        raise DataError(
+            folder / f"{stem}.pt", "",
+            f"a feature file for source {source.name!r} (layout {source.layout}) named {stem}.pt or {stem}.npy; no such file"
+        )
+
+    def _align(self, clip_uid: str, video_uid: str, start: float, end: float, duration: float) -> ClipFeatures:
+        loaded = [self._load_source(s, clip_uid, video_uid, start, end) for s in self.cfg.sources]
+        max_len = self.cfg.max_seq_len
+        if self.cfg.resize:
+            parts = [_resize(rows.t(), max_len) for rows, _ in loaded]
+            return ClipFeatures(torch.cat(parts, dim=0).contiguous(), TimeGrid.resized(duration, max_len))
+
+        first_rows, first_offset = loaded[0]
+        grid = TimeGrid(step=1.0 / self.cfg.sources[0].rate, offset=first_offset, duration=duration)
+        num_cells = first_rows.shape[0]
+        centres_sec = grid.to_seconds(torch.arange(num_cells, dtype=torch.float64), clamp=False)
+        parts = [first_rows.t()]
+        for source, (rows, offset) in zip(self.cfg.sources[1:], loaded[1:]):
+            source_grid = TimeGrid(step=1.0 / source.rate, offset=offset, duration=duration)
+            parts.append(_resample(rows, source_grid.to_grid(centres_sec)))
+        feats = torch.cat(parts, dim=0)
+        if num_cells > max_len:
+            feats = _resize(feats, max_len)
+            scale = num_cells / max_len
+            grid = TimeGrid(step=grid.step * scale, offset=grid.offset + 0.5 * (scale - 1.0) * grid.step, duration=duration)
+        return ClipFeatures(feats.contiguous(), grid)
+
+    # -- cache
+
+    def _settings_hash(self) -> str:
+        settings = {
+            "format": _CACHE_FORMAT,
+            "features": str(self.cfg.features),
+            "sources": [[s.name, s.dir or s.name, s.layout, float(s.rate), int(s.dim)] for s in self.cfg.sources],
+            "max_seq_len": int(self.cfg.max_seq_len),
+            "resize": bool(self.cfg.resize),
+        }
+        return hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+    def _cache_path(self, clip_uid: str, start: float, end: float) -> Path | None:
+        if self.cache_dir is None:
+            return None
+        bounds = hashlib.sha1(f"{float(start)!r},{float(end)!r}".encode()).hexdigest()[:8]
+        return self.cache_dir / f"{clip_uid}.{self.settings_hash}.{bounds}.pt"
+
+    def _read_cache(self, path: Path, duration: float) -> ClipFeatures | None:
+        """The cached entry, or None when absent or unusable (it is then rebuilt)."""
+        if not path.is_file():
+            return None
+        try:
+            entry = torch.load(path, map_location="cpu", weights_only=True)
+            feats = entry["feats"]
+            grid = TimeGrid(step=float(entry["step"]), offset=float(entry["offset"]), duration=duration)
+        except Exception:  # a damaged or foreign cache entry is rebuilt from the sources
+            return None
+        if not isinstance(feats, torch.Tensor) or feats.dim() != 2 or feats.shape[0] != self.channels:
+            return None
+        return ClipFeatures(feats.to(torch.float32), grid)
+
+    def _write_cache(self, path: Path, result: ClipFeatures) -> ClipFeatures:
+        if result.feats.abs().max() > _FLOAT16_MAX:
+            raise DataError(
+                path, "", f"feature values within the float16 range (|x| <= {_FLOAT16_MAX:g}) to cache them; "
+                "unset data.cache_dir for these features"
+            )
+        half = result.feats.to(torch.float16).contiguous()
+        entry = {"feats": half, "step": float(result.grid.step), "offset": float(result.grid.offset)}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                torch.save(entry, handle)
+            os.replace(tmp_name, path)
+        except BaseException:
+            Path(tmp_name).unlink(missing_ok=True)
+            raise
+        return ClipFeatures(half.to(torch.float32), result.grid)
+
+
+def _resize(feats: torch.Tensor, num_cells: int) -> torch.Tensor:
+    """``(C, T)`` -> ``(C, num_cells)`` by linear interpolation with ``align_corners=False``."""
+    if feats.shape[1] == num_cells:
+        return feats
+    return F.interpolate(feats[None], size=num_cells, mode="linear", align_corners=False)[0]
+
+
+def _resample(rows: torch.Tensor, positions: torch.Tensor | Sequence[float]) -> torch.Tensor:
+    """Linear interpolation of ``rows [M, D]`` at fractional row ``positions`` -> ``(D, len(positions))``.
+
+    Positions outside ``[0, M - 1]`` take the value of the nearest end row.
+    """
+    pos = torch.as_tensor(positions, dtype=torch.float64).clamp(0.0, rows.shape[0] - 1)
+    lower = pos.floor().long()
+    upper = (lower + 1).clamp(max=rows.shape[0] - 1)
+    weight = (pos - lower.to(torch.float64)).to(rows.dtype)[:, None]
+    values = rows[lower] * (1.0 - weight) + rows[upper] * weight
+    return values.t()
