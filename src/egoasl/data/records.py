@@ -48,7 +48,8 @@ class MQAnnotations:
     path: str
     format: str  # "official" or "converted"
     clips: dict[str, MQClip]
-    non_primary_skipped: int = 0
+    non_primary_skipped: int = 0  # labels with primary == false (not part of the benchmark GT)
+    dropped_unlabelled: int = 0  # train/val clips without any primary label (dropped, as the official converter does)
 
     def split(self, name: str) -> list[MQClip]:
         """Clips whose split equals ``name`` (``train``, ``val`` or ``test``), in file order."""
