@@ -130,6 +130,7 @@ class ASLConfig:
     ascl_tau: float = 0.07
     ascl_theta: float = 0.2
     ascl_gap: float = 1.0
+    ascl_level: int = 0  # pyramid level whose neck features the ASCL pools
     al_weight: float = 0.2  # video-level label loss (release's al_loss)
 
 
