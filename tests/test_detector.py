@@ -293,7 +293,7 @@ def test_param_groups_cover_every_parameter_once(wd_on_gauss):
             assert module.bias is None or id(module.bias) not in in_decay
     rel = model.backbone.rel_layer
     assert id(rel.r_w_bias) not in in_decay and id(rel.r_r_bias) not in in_decay
-    assert not isinstance(model.sensitivity, SensitivityWeights) or len(gauss) == 6
+    assert isinstance(model.sensitivity, SensitivityWeights) and len(gauss) == 6
 
 
 # ----------------------------------------------------------------------------- presets

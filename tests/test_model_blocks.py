@@ -137,7 +137,7 @@ def test_masked_mhca_global_ignores_padded_keys_and_downsamples():
     torch.testing.assert_close(out2, out)
 
 
-def test_masked_mhca_local_window_equals_attention_on_a_crop():
+def test_masked_mhca_local_window_only_sees_neighbours():
     """With window 3 a query sees only its neighbours: outputs far from a change do not move."""
     attn = MaskedMHCA(8, 2, window=3).eval()
     x = torch.randn(1, 8, 20)

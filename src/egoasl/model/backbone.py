@@ -83,7 +83,7 @@ class Backbone(nn.Module):
             x, mask = conv(x, mask)
             x = torch.relu(norm(x))  # (B, width, T)
         if self.use_abs_pe:
-            pe = sinusoid_table(x.shape[-1], self.width).to(device=x.device, dtype=x.dtype)  # (width, T)
+            pe = sinusoid_table(x.shape[-1], self.width, device=x.device).to(x.dtype)  # (width, T)
             x = x + pe[None] / math.sqrt(self.width) * mask.to(x.dtype)
         for block in self.stem:
             x, mask = block(x, mask)

@@ -74,14 +74,15 @@ def masked_max_pool(x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
     return out.masked_fill(~out_mask, 0.0), out_mask
 
 
-def sinusoid_table(length: int, channels: int) -> Tensor:
-    """The standard sin/cos absolute position table, shape ``(C, T)``.
+def sinusoid_table(length: int, channels: int, device: torch.device | str | None = None) -> Tensor:
+    """The standard sin/cos absolute position table, shape ``(C, T)``, float32.
 
     Channel ``2i`` holds ``sin(t / 10000^(2i/C))`` and channel ``2i+1`` the matching cosine.
-    Row t never depends on ``length``, so clips of any length share the encoding.
+    Column t never depends on ``length``, so clips of any length share the encoding (the
+    release interpolated a stored 1024-long table for longer inputs; for T <= 1024 the two agree).
     """
-    pos = torch.arange(length, dtype=torch.float32)[None, :]  # (1, T)
-    dims = torch.arange(channels)
+    pos = torch.arange(length, dtype=torch.float32, device=device)[None, :]  # (1, T)
+    dims = torch.arange(channels, device=device)
     freq = torch.pow(10000.0, -(2 * (dims // 2)).float() / channels)[:, None]  # (C, 1)
     angle = pos * freq  # (C, T)
     return torch.where((dims % 2 == 0)[:, None], torch.sin(angle), torch.cos(angle))

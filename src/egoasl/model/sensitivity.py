@@ -67,7 +67,7 @@ def positive_gt(segments: list[Tensor], labels: list[Tensor], gt_index: Tensor) 
     """
     batch, point = torch.nonzero(gt_index >= 0, as_tuple=True)  # (M,), (M,)
     if batch.numel() == 0:
-        return batch, point, gt_index.new_zeros(0, 2, dtype=torch.float32), batch
+        return batch, point, gt_index.new_zeros(0, 2, dtype=torch.float32), gt_index.new_zeros(0)
     seg = nn.utils.rnn.pad_sequence([s.float() for s in segments], batch_first=True)  # (B, N_max, 2)
     lab = nn.utils.rnn.pad_sequence([x.long() for x in labels], batch_first=True)  # (B, N_max)
     j = gt_index[batch, point]
