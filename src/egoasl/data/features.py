@@ -37,9 +37,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import pickle
-import tempfile
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -53,6 +51,7 @@ import torch.nn.functional as F
 from egoasl.config import DataConfig, SourceConfig
 from egoasl.data.timegrid import OFFICIAL_FEATURE_STEP, TimeGrid
 from egoasl.errors import DataError, EgoaslError
+from egoasl.io.atomic import write_atomic
 
 FEATURE_SUFFIXES = (".pt", ".npy")
 _CACHE_FORMAT = 1
@@ -303,25 +302,7 @@ class ClipFeatureLoader:
 
     def _align(self, clip_uid: str, video_uid: str, start: float, end: float, duration: float) -> ClipFeatures:
         loaded = [self._load_source(s, clip_uid, video_uid, start, end) for s in self.cfg.sources]
-        max_len = self.cfg.max_seq_len
-        if self.cfg.resize:
-            parts = [_resize(rows.t(), max_len) for rows, _ in loaded]
-            return ClipFeatures(torch.cat(parts, dim=0).contiguous(), TimeGrid.resized(duration, max_len))
-
-        first_rows, first_offset = loaded[0]
-        grid = TimeGrid(step=1.0 / self.cfg.sources[0].rate, offset=first_offset, duration=duration)
-        num_cells = first_rows.shape[0]
-        centres_sec = grid.to_seconds(torch.arange(num_cells, dtype=torch.float64), clamp=False)
-        parts = [first_rows.t()]
-        for source, (rows, offset) in zip(self.cfg.sources[1:], loaded[1:]):
-            source_grid = TimeGrid(step=1.0 / source.rate, offset=offset, duration=duration)
-            parts.append(_resample(rows, source_grid.to_grid(centres_sec)))
-        feats = torch.cat(parts, dim=0)
-        if num_cells > max_len:
-            feats = _resize(feats, max_len)
-            scale = num_cells / max_len
-            grid = TimeGrid(step=grid.step * scale, offset=grid.offset + 0.5 * (scale - 1.0) * grid.step, duration=duration)
-        return ClipFeatures(feats.contiguous(), grid)
+        return align_sources(loaded, self.cfg, duration)
 
     # -- cache
 
@@ -363,16 +344,36 @@ class ClipFeatureLoader:
             )
         half = result.feats.to(torch.float16).contiguous()
         entry = {"feats": half, "step": float(result.grid.step), "offset": float(result.grid.offset)}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                torch.save(entry, handle)
-            os.replace(tmp_name, path)
-        except BaseException:
-            Path(tmp_name).unlink(missing_ok=True)
-            raise
+        write_atomic(path, lambda tmp: torch.save(entry, tmp))
         return ClipFeatures(half.to(torch.float32), result.grid)
+
+
+def align_sources(loaded: list[tuple[torch.Tensor, float]], data_cfg: DataConfig, duration: float) -> ClipFeatures:
+    """Align each source's clip rows ``[M_i, D_i]`` (with the clip time of its first row's centre) on one grid.
+
+    ``data_cfg.resize``: every source is resized to ``max_seq_len`` cells spanning the clip.
+    Otherwise the first source's native grid is kept, the others are resampled onto it by
+    time, and a sequence longer than ``max_seq_len`` is resized down to it.
+    """
+    max_len = data_cfg.max_seq_len
+    if data_cfg.resize:
+        parts = [_resize(rows.t(), max_len) for rows, _ in loaded]
+        return ClipFeatures(torch.cat(parts, dim=0).contiguous(), TimeGrid.resized(duration, max_len))
+
+    first_rows, first_offset = loaded[0]
+    grid = TimeGrid(step=1.0 / data_cfg.sources[0].rate, offset=first_offset, duration=duration)
+    num_cells = first_rows.shape[0]
+    centres_sec = grid.to_seconds(torch.arange(num_cells, dtype=torch.float64), clamp=False)
+    parts = [first_rows.t()]
+    for source, (rows, offset) in zip(data_cfg.sources[1:], loaded[1:]):
+        source_grid = TimeGrid(step=1.0 / source.rate, offset=offset, duration=duration)
+        parts.append(_resample(rows, source_grid.to_grid(centres_sec)))
+    feats = torch.cat(parts, dim=0)
+    if num_cells > max_len:
+        feats = _resize(feats, max_len)
+        scale = num_cells / max_len
+        grid = TimeGrid(step=grid.step * scale, offset=grid.offset + 0.5 * (scale - 1.0) * grid.step, duration=duration)
+    return ClipFeatures(feats.contiguous(), grid)
 
 
 def _resize(feats: torch.Tensor, num_cells: int) -> torch.Tensor:
