@@ -18,6 +18,8 @@ from egoasl.errors import EgoaslError
 COMMAND_MODULES = [
     "synth",
     "data",
+    "eval",
+    "submission",
 ]
 
 
