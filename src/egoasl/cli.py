@@ -20,6 +20,10 @@ COMMAND_MODULES = [
     "data",
     "eval",
     "submission",
+    "text",
+    "train",
+    "predict",
+    "demo",
 ]
 
 
@@ -37,7 +41,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        # KEY=VALUE overrides may follow options (`egoasl train CFG --run R model.width=64`)
+        unknown = [item for item in extra if "=" not in item or item.startswith("-")]
+        if unknown or not hasattr(args, "overrides"):
+            parser.parse_args(argv)  # reports the unrecognised arguments and exits
+        args.overrides = list(args.overrides) + extra
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
