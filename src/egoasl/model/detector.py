@@ -86,6 +86,11 @@ class MQDetector(nn.Module):
 
     def forward(self, feats: Tensor, masks: Tensor) -> DetectorOutput:
         """``feats (B, C_in, T)``, ``masks (B, T)`` bool (True on valid steps) -> raw outputs."""
+        levels, level_masks = self.neck(*self.pyramid(feats, masks))
+        return self.head_outputs(levels, level_masks)
+
+    def pyramid(self, feats: Tensor, masks: Tensor) -> tuple[list[Tensor], list[Tensor]]:
+        """Checked inputs through the backbone: per level ``(B, width, T_l)`` and ``(B, 1, T_l)`` masks."""
         if feats.dim() != 3:
             raise EgoaslError(f"model input: expected feats of shape (B, C, T), got {tuple(feats.shape)}")
         B, _, T = feats.shape
@@ -99,13 +104,15 @@ class MQDetector(nn.Module):
                 f"model input: length T={T} is not a multiple of 2**(num_levels-1) = {self.length_multiple} "
                 f"(model.num_levels={self.num_levels}); pad the clip to T={need}"
             )
-        levels, level_masks = self.backbone(feats, masks[:, None, :])  # per level (B, width, T_l), (B, 1, T_l)
-        levels, level_masks = self.neck(levels, level_masks)
+        return self.backbone(feats, masks[:, None, :])  # per level (B, width, T_l), (B, 1, T_l)
+
+    def head_outputs(self, levels: list[Tensor], level_masks: list[Tensor]) -> DetectorOutput:
+        """The shared heads on neck features ``levels[l] (B, width, T_l)`` with masks ``(B, 1, T_l)``."""
         return DetectorOutput(
             cls_logits=self.cls_head(levels, level_masks),
             offsets=self.reg_head(levels, level_masks),
             masks=[mask[:, 0] for mask in level_masks],
-            points=make_points(T, self.num_levels, self.regression_ranges, device=feats.device),
+            points=make_points(levels[0].shape[-1], self.num_levels, self.regression_ranges, device=levels[0].device),
             feats=levels,
         )
 
@@ -115,6 +122,12 @@ class MQDetector(nn.Module):
         ``loss = cls + reg_weight·reg + al_weight·al (+ instance_weight·instance + ascl_weight·ascl)``,
         every term summed and divided by the EMA positive count (updated first, in training mode only).
         """
+        terms, _, norm = self.loss_terms(out, segments, labels)
+        return self.weighted_total(terms, norm)
+
+    def loss_terms(self, out: DetectorOutput, segments: list[Tensor],
+                   labels: list[Tensor]) -> tuple[dict[str, Tensor], Tensor, Tensor]:
+        """The unweighted, normalised terms of :meth:`losses`, the positive points ``(B, P)`` and the normaliser."""
         valid = torch.cat(out.masks, dim=1)  # (B, P)
         B = valid.shape[0]
         if len(segments) != B or len(labels) != B:
@@ -169,10 +182,18 @@ class MQDetector(nn.Module):
             level = self.asl.ascl_level
             result["ascl"] = ascl_loss(out.feats[level], out.masks[level], 2**level, segments, labels,
                                        self.asl.ascl_theta, self.asl.ascl_gap, self.asl.ascl_tau) / norm
-        weights = {"cls": 1.0, "reg": self.loss_cfg.reg_weight, "al": self.asl.al_weight,
-                   "instance": self.asl.instance_weight, "ascl": self.asl.ascl_weight}
-        total = sum(weights[name] * value for name, value in result.items())
-        return {"loss": total, **result, "loss_norm": norm}
+        return result, pos, norm
+
+    def loss_weights(self) -> dict[str, float]:
+        """The weight of every loss term in the total."""
+        return {"cls": 1.0, "reg": self.loss_cfg.reg_weight, "al": self.asl.al_weight,
+                "instance": self.asl.instance_weight, "ascl": self.asl.ascl_weight}
+
+    def weighted_total(self, terms: dict[str, Tensor], norm: Tensor) -> dict[str, Tensor]:
+        """``{"loss": Σ weight·term, **terms, "loss_norm": norm}``."""
+        weights = self.loss_weights()
+        total = sum(weights[name] * value for name, value in terms.items())
+        return {"loss": total, **terms, "loss_norm": norm}
 
     def sensitivity_parameters(self) -> dict[str, Tensor]:
         """The per-class ASL ``μ``/``σ`` (``(K,)`` each, detached copies); empty without class Gaussians."""
