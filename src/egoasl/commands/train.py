@@ -20,7 +20,8 @@ def register(subparsers) -> None:
     )
     parser.add_argument("config", help="config file or preset name")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides")
-    parser.add_argument("--run", type=Path, help="run folder (default: runs/<config name>)")
+    parser.add_argument("--run", "--run-dir", dest="run", type=Path,
+                        help="run folder (default: runs/<config name>); under torchrun spell it --run-dir")
     parser.add_argument("--overfit-batch", action="store_true", help="debug: train and evaluate on one batch")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(func=run)
