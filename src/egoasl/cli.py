@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "text",
     "train",
     "predict",
+    "ensemble",
     "demo",
 ]
 

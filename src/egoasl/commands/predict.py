@@ -18,7 +18,7 @@ def register(subparsers) -> None:
         help="predict a split (submission file + raw outputs) or one video given its feature files",
         description=(
             "With --split: writes <out>/<split>_submission.json (challenge format), the raw outputs for "
-            "ensembling (<out>/<split>_raw.safetensors) and, when the split is annotated, <split>_metrics.json. "
+            "MQ ensembling (<out>/<split>_raw.safetensors) and, when the split is annotated, <split>_metrics.json. "
             "With --features: predicts one clip from its feature files (one per config source, in config order)."
         ),
     )
@@ -54,11 +54,12 @@ def _predict_split(args, cfg, task, model, device) -> int:
     from egoasl.engine.ensemble import save_raw_outputs
 
     out_dir = args.out or args.run / "predictions"
-    result = task.evaluate(model, args.split, device, progress=not args.no_progress, keep_raw=not args.no_raw)
+    keep_raw = cfg.data.task == "mq" and not args.no_raw
+    result = task.evaluate(model, args.split, device, progress=not args.no_progress, keep_raw=keep_raw)
     written = task.write_predictions(result, out_dir, args.split)
-    if not args.no_raw:
+    if keep_raw:
         raw_path = out_dir / f"{args.split}_raw.safetensors"
-        save_raw_outputs(raw_path, result.raw_outputs)
+        save_raw_outputs(raw_path, result.raw_outputs, metadata={"split": args.split, "labels": task.taxonomy.labels})
         written.append(raw_path)
     if result.metrics:
         print(json.dumps({k: v for k, v in result.metrics.items() if not isinstance(v, list)}, indent=1))
