@@ -65,7 +65,7 @@ class MQTask:
 
     def train_dataset(self) -> torch.utils.data.ConcatDataset | MQDataset:
         sets = [self.dataset(split, training=True) for split in self.cfg.data.train_splits]
-        return sets[0] if len(sets) == 1 else _EpochConcat(sets)
+        return sets[0] if len(sets) == 1 else EpochConcat(sets)
 
     def collate(self, items: list[dict]) -> dict:
         return collate(items, pad_to=self.cfg.data.max_seq_len)
@@ -136,7 +136,7 @@ class MQTask:
         return written
 
 
-class _EpochConcat(torch.utils.data.ConcatDataset):
+class EpochConcat(torch.utils.data.ConcatDataset):
     """Several training splits as one dataset that forwards ``set_epoch``."""
 
     def set_epoch(self, epoch: int) -> None:

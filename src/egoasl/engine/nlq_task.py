@@ -1,0 +1,122 @@
+"""The Natural Language Queries task: queries, the ASL grounder, its losses and the official R@k.
+
+One item is one query with its clip's features (native rate, zero-padded to
+``data.max_seq_len``) and its token features (``data.text_features``). Prediction decodes
+every query class-agnostically (one class; Soft-NMS without labels, then segment voting when
+``test.voting_thresh > 0``), converts to seconds through the item's grid and keeps the
+``test.top_k`` best windows with their scores. A query with fewer candidates is filled up
+with the whole clip ``[0, duration]`` at score 0, so that every entry has ``top_k`` windows
+as the challenge format asks. Predictions are written as the official submission plus a
+scores sidecar (:mod:`egoasl.engine.nlq_merge`), which merging models needs.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from egoasl.config import Config
+from egoasl.data.datasets import NLQDataset, collate
+from egoasl.data.features import ClipFeatureLoader
+from egoasl.data.timegrid import TimeGrid
+from egoasl.engine.annotations import data_path, nlq_queries
+from egoasl.engine.decode import decode_clip, to_seconds
+from egoasl.engine.mq_task import EpochConcat
+from egoasl.engine.nlq_merge import NLQPredictions, ScoredWindow, prediction_entries, write_nlq_predictions
+from egoasl.engine.task import EvalResult
+from egoasl.io.atomic import write_text_atomic
+from egoasl.metrics.nlq import evaluate_nlq
+from egoasl.model.grounder import NLQGrounder
+
+
+class NLQTask:
+    """Natural Language Queries: the window of a clip that answers a free-text question."""
+
+    name = "nlq"
+    main_metric = "mean_R1"
+
+    def __init__(self, cfg: Config, run_dir: Path | None = None):
+        """``run_dir`` is accepted for the task interface; NLQ keeps nothing in it."""
+        self.cfg = cfg
+        self.loader = ClipFeatureLoader(cfg.data, Path(cfg.data.root or "."))
+        self.text_root = data_path(cfg, cfg.data.text_features)
+
+    def dataset(self, split: str, training: bool) -> NLQDataset:
+        """The queries of ``split`` (training: crops, zero-length windows skipped)."""
+        return NLQDataset(nlq_queries(self.cfg, split), self.loader, self.cfg.data, training, self.text_root,
+                          seed=self.cfg.train.seed)
+
+    def train_dataset(self) -> NLQDataset | EpochConcat:
+        sets = [self.dataset(split, training=True) for split in self.cfg.data.train_splits]
+        return sets[0] if len(sets) == 1 else EpochConcat(sets)
+
+    def collate(self, items: list[dict]) -> dict:
+        return collate(items, pad_to=self.cfg.data.max_seq_len)
+
+    def build_model(self) -> nn.Module:
+        return NLQGrounder(self.cfg)
+
+    def training_losses(self, model, batch: dict, device: torch.device, autocast) -> dict[str, torch.Tensor]:
+        with autocast():
+            out = model(batch["feats"].to(device), batch["masks"].to(device),
+                        batch["text"].to(device), batch["text_masks"].to(device))
+        segments = [s.to(device) for s in batch["segments"]]
+        labels = [lab.to(device) for lab in batch["labels"]]
+        return model.losses(out, segments, labels)
+
+    @torch.no_grad()
+    def predict(self, model, split: str, device: torch.device, progress: bool, batch_size: int = 8) -> NLQPredictions:
+        """The ``test.top_k`` best windows (seconds, with scores) of every query of ``split``, in file order."""
+        from egoasl.engine.train import autocast_context
+
+        dataset = self.dataset(split, training=False)
+        loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, collate_fn=self.collate)
+        autocast = autocast_context(self.cfg.train.amp, device)
+        model.eval()
+        predictions: NLQPredictions = {}
+        for batch in tqdm(loader, desc=f"predict {split}", disable=not progress, leave=False, dynamic_ncols=True):
+            with autocast():
+                out = model(batch["feats"].to(device), batch["masks"].to(device),
+                            batch["text"].to(device), batch["text_masks"].to(device))
+            for b, meta in enumerate(batch["meta"]):
+                raw = {
+                    "cls_logits": [x[b].float().cpu() for x in out.cls_logits],
+                    "offsets": [x[b].float().cpu() for x in out.offsets],
+                    "masks": [x[b].cpu() for x in out.masks],
+                    "points": out.points.cpu(),
+                }
+                predictions[(meta["clip_uid"], meta["annotation_uid"], meta["query_idx"])] = self.decode(raw, meta)
+        return predictions
+
+    def decode(self, raw: dict, meta: dict) -> list[ScoredWindow]:
+        """Raw outputs of one query -> exactly ``test.top_k`` windows in seconds, best first."""
+        det = decode_clip(raw["cls_logits"], raw["offsets"], raw["masks"], raw["points"], self.cfg.test, 1)
+        grid = TimeGrid(step=meta["grid_step"], offset=meta["grid_offset"], duration=meta["duration"])
+        segments, scores, _ = to_seconds(det, grid)
+        windows = [ScoredWindow(float(s), float(e), float(p)) for (s, e), p in zip(segments.tolist(), scores.tolist())]
+        fill = ScoredWindow(0.0, float(meta["duration"]), 0.0)
+        return windows + [fill] * (self.cfg.test.top_k - len(windows))
+
+    def evaluate(self, model, split: str, device: torch.device, progress: bool) -> EvalResult:
+        """Predictions of ``split`` and, when every query has a window, the official metrics (percent)."""
+        predictions = self.predict(model, split, device, progress)
+        queries = nlq_queries(self.cfg, split)
+        if any(q.start is None or q.end is None for q in queries):
+            return EvalResult(metrics={}, main=float("nan"), submission=predictions)
+        metrics = evaluate_nlq(queries, prediction_entries(predictions)).to_json()
+        return EvalResult(metrics=metrics, main=float(metrics[self.main_metric]), submission=predictions)
+
+    def write_predictions(self, result: EvalResult, out_dir: Path, split: str) -> list[Path]:
+        """``<split>_submission.json`` (validated against the split's queries), ``<split>_scores.json``
+        and, with metrics, ``<split>_metrics.json``."""
+        written = write_nlq_predictions(out_dir / f"{split}_submission.json", result.submission,
+                                        queries=nlq_queries(self.cfg, split), num_windows=self.cfg.test.top_k)
+        if result.metrics:
+            metrics_path = out_dir / f"{split}_metrics.json"
+            write_text_atomic(metrics_path, json.dumps(result.metrics, indent=1))
+            written.append(metrics_path)
+        return written
