@@ -21,13 +21,12 @@ import numpy as np
 from tqdm import tqdm
 
 from egoasl.data.ego4d import SPLITS, TASKS, find_annotation_files, load_mq_annotations, load_nlq_annotations
-from egoasl.data.features import load_feature_file
+from egoasl.data.features import FEATURE_SUFFIXES, load_feature_file
 from egoasl.data.records import MQAnnotations, NLQAnnotations
 from egoasl.data.timegrid import OFFICIAL_FEATURE_STEP
 from egoasl.errors import DataError, EgoaslError
 
 LAYOUTS = ("video", "clip")
-FEATURE_SUFFIXES = (".pt", ".npy")  # .pt is preferred when both exist
 PERCENTILES = (1, 10, 25, 50, 75, 90, 99)
 SKIPPED_FOLDERS = ("text",)  # NLQ query features live next to the video sources
 

@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +30,7 @@ import numpy as np
 
 from egoasl.data.records import MQClip, NLQQuery
 from egoasl.errors import DataError, EgoaslError
+from egoasl.io.atomic import write_text_atomic
 
 VERSION = "1.0"
 MQ_CHALLENGE = "ego4d_moment_queries"
@@ -147,22 +146,12 @@ def write_json_atomic(path: str | Path, obj: Any) -> Path:
     A reader never sees a half-written file, and an existing file survives a failed write.
     NaN and infinity are refused (they are not JSON).
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(obj, fh, allow_nan=False, ensure_ascii=False)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        text = json.dumps(obj, allow_nan=False, ensure_ascii=False)
     except ValueError as exc:
-        os.unlink(tmp)
         raise EgoaslError(f"{path}: cannot write a JSON submission: {exc}") from None
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    return path
+    write_text_atomic(path, text)
+    return Path(path)
 
 
 def write_mq_submission(path: str | Path, detections: Mapping[str, Any], retrievals: Mapping[str, Any] | None = None,
