@@ -28,6 +28,7 @@ class Evil:
         return (os.system, ("echo pwned > pwned.txt",))
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_malicious_pickle_is_refused(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     path = tmp_path / "last.state.pt"
