@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from egoasl.config import Config, config_from_dict
+from egoasl.config import Config, config_from_dict, load_config
 from egoasl.config_loader import deep_merge
 from egoasl.errors import EgoaslError
 from egoasl.model.detector import DetectorOutput
@@ -178,3 +178,25 @@ def test_config_errors():
         model(b["feats"], b["masks"], b["text"][:3], b["text_masks"][:3])
     with pytest.raises(EgoaslError, match=r"\(B, L, 12\)"):
         model(b["feats"], b["masks"], b["text"][..., :5], b["text_masks"])
+
+
+def test_presets_build_with_the_documented_sizes():
+    full = load_config("nlq/asl")
+    assert [(s.name, s.dim, s.proj_dim, s.layout) for s in full.data.sources] == [
+        ("egovlp", 256, 256, "clip"), ("internvideo", 1024, 512, "clip"), ("clip_vit_b16", 512, 256, "clip")]
+    assert (full.model.width, full.model.n_head, full.model.num_levels, full.model.attn_window) == (512, 16, 6, 9)
+    assert (full.train.batch_size, full.train.lr, full.test.top_k, full.test.voting_thresh) == (16, 1e-3, 5, 0.95)
+    demo = load_config("demo/nlq")
+    assert [(s.name, s.dim, s.layout) for s in demo.data.sources] == [
+        ("egovlp", 24, "clip"), ("slowfast", 48, "video"), ("omnivore", 32, "video")]
+    assert demo.data.text_dim == 32 and demo.data.max_seq_len >= 200 * 1.875  # the longest demo clip
+    for cfg in (full, demo):
+        model = NLQGrounder(cfg)
+        assert cfg.data.max_seq_len % model.length_multiple == 0 and not cfg.data.resize
+    torch.manual_seed(0)
+    model = NLQGrounder(demo).eval()
+    T = demo.data.max_seq_len
+    with torch.no_grad():
+        out = model(torch.randn(1, 104, T), torch.ones(1, T, dtype=torch.bool), torch.randn(1, 9, 32),
+                    torch.ones(1, 9, dtype=torch.bool))
+    assert [x.shape[1] for x in out.cls_logits] == [T // 2**level for level in range(demo.model.num_levels)]
