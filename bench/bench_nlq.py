@@ -1,0 +1,142 @@
+"""Speed of the full-size NLQ grounder on this machine: training step and per-query inference.
+
+Full-size preset (``nlq/asl``: width 512, 16 heads, 6 levels, local window 9, 5 text layers,
+2 fusion layers; EgoVLP 256 + InternVideo 1024 + CLIP 512 = 1792 input channels, 768-d
+text). Inputs are random: every clip is padded to ``max_seq_len`` = 2304 cells and valid on
+900 (an 8-minute clip at 1.875 vectors/s); queries have 20 and 14 tokens; one window of
+15 cells (8 s) per query. The preset trains with batch 16, which is too heavy for a 2-core
+CPU, so the training step is measured at **batch 2** (a step of batch 16 costs roughly 8x).
+Each precision runs in its own process so that its peak memory (max RSS) is its own.
+
+    python bench/bench_nlq.py            # fp32 and bf16, appends a section to bench/RESULTS.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+VALID_STEPS = 900
+TOKENS = (20, 14)
+
+
+def measure(amp: str, steps: int, queries: int, preset: str, batch: int) -> dict:
+    import torch
+
+    from egoasl.config import load_config
+    from egoasl.data.timegrid import OFFICIAL_FEATURE_STEP, TimeGrid
+    from egoasl.engine.decode import decode_clip, to_seconds
+    from egoasl.engine.ema import ModelEMA
+    from egoasl.model.grounder import NLQGrounder
+    from egoasl.model.param_groups import param_groups
+
+    torch.manual_seed(0)
+    cfg = load_config(preset)
+    channels = sum(s.dim for s in cfg.data.sources)
+    T = cfg.data.max_seq_len
+    model = NLQGrounder(cfg)
+    ema = ModelEMA(model, cfg.train.ema_decay)
+    optimizer = torch.optim.AdamW(param_groups(model, cfg.train.weight_decay, cfg.asl.wd_on_gauss), lr=cfg.train.lr)
+    gen = torch.Generator().manual_seed(1)
+    masks = torch.zeros(batch, T, dtype=torch.bool)
+    masks[:, :VALID_STEPS] = True
+    feats = torch.randn(batch, channels, T, generator=gen) * masks[:, None]
+    lengths = [TOKENS[b % len(TOKENS)] for b in range(batch)]
+    text_masks = torch.arange(max(lengths))[None, :] < torch.tensor(lengths)[:, None]  # (B, L)
+    text = torch.randn(batch, max(lengths), cfg.data.text_dim, generator=gen) * text_masks[..., None]
+    starts = torch.rand(batch, generator=gen) * (VALID_STEPS - 20)
+    segments = [torch.tensor([[float(s), float(s) + 15.0]]) for s in starts]
+    labels = [torch.zeros(1, dtype=torch.long) for _ in range(batch)]
+    ctx = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if amp == "bf16" else (lambda: torch.autocast("cpu", enabled=False))
+
+    def step() -> float:
+        with ctx():
+            out = model(feats, masks, text, text_masks)
+        losses = model.losses(out, segments, labels)
+        optimizer.zero_grad(set_to_none=True)
+        losses["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.clip_grad_norm)
+        optimizer.step()
+        ema.update(model)
+        return float(losses["loss"].detach())
+
+    model.train()
+    first_loss = step()  # warm-up (allocations, kernels)
+    times = []
+    for _ in range(steps):
+        tic = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - tic)
+    train_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+    model.eval()
+    grid = TimeGrid(step=OFFICIAL_FEATURE_STEP, offset=0.5 * OFFICIAL_FEATURE_STEP, duration=480.0)
+    infer = []
+    with torch.no_grad():
+        for i in range(queries + 1):
+            tic = time.perf_counter()
+            with ctx():
+                out = model(feats[:1], masks[:1], text[:1, : lengths[0]], text_masks[:1, : lengths[0]])
+            det = decode_clip([x[0].float() for x in out.cls_logits], [x[0].float() for x in out.offsets],
+                              [x[0] for x in out.masks], out.points, cfg.test, 1)
+            to_seconds(det, grid)
+            if i:
+                infer.append(time.perf_counter() - tic)
+    params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return {
+        "amp": amp, "train_step_s": sorted(times)[len(times) // 2], "train_steps": steps,
+        "first_loss": first_loss, "peak_rss_gib": train_rss, "infer_s": sorted(infer)[len(infer) // 2],
+        "infer_queries": queries, "params": params, "threads": torch.get_num_threads(),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="nlq/asl")
+    parser.add_argument("--batch", type=int, default=2, help="training batch (the preset's 16 is too heavy for a CPU)")
+    parser.add_argument("--steps", type=int, default=3, help="timed training steps (after one warm-up step)")
+    parser.add_argument("--queries", type=int, default=5, help="timed inference queries (after one warm-up)")
+    parser.add_argument("--child", choices=["fp32", "bf16"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(measure(args.child, args.steps, args.queries, args.preset, args.batch)))
+        return
+    results = {}
+    for amp in ("fp32", "bf16"):
+        cmd = [sys.executable, __file__, "--child", amp, "--preset", args.preset, "--batch", str(args.batch),
+               "--steps", str(args.steps), "--queries", str(args.queries)]
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+        results[amp] = json.loads(out.strip().splitlines()[-1])
+        print(amp, results[amp], flush=True)
+    fp32, bf16 = results["fp32"], results["bf16"]
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), platform.processor())
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    section = f"""
+## NLQ grounder speed (`bench/bench_nlq.py`), {now}
+
+- machine: {os.cpu_count()} CPUs, {cpu}; torch threads {fp32['threads']}; load average at the end {os.getloadavg()[0]:.2f} (shared machine)
+- command: `python bench/bench_nlq.py --preset {args.preset} --batch {args.batch} --steps {args.steps} --queries {args.queries}`
+- model: {args.preset}, {fp32['params'] / 1e6:.2f}M trained parameters; random inputs padded to the preset's max_seq_len, {VALID_STEPS} valid cells per clip, {TOKENS[0]}/{TOKENS[1]}-token queries, one 15-cell window per query
+- training step at **batch {args.batch}** (the preset's batch 16 is too heavy for this CPU; expect roughly 8x for 16) = forward + losses (focal, DIoU, NCE) + backward + clip + AdamW step + EMA update, median of {args.steps} after a warm-up step; inference = one query's forward (batch 1) + decode + Soft-NMS + voting + top-5 in seconds, median of {args.queries}
+
+| precision | train step, batch {args.batch} (s) | peak RSS (GiB) | inference (s/query) | initial loss |
+|---|---:|---:|---:|---:|
+| fp32 | {fp32['train_step_s']:.2f} | {fp32['peak_rss_gib']:.2f} | {fp32['infer_s']:.3f} | {fp32['first_loss']:.5f} |
+| bf16 autocast | {bf16['train_step_s']:.2f} | {bf16['peak_rss_gib']:.2f} | {bf16['infer_s']:.3f} | {bf16['first_loss']:.5f} |
+"""
+    with open(RESULTS, "a", encoding="utf-8") as f:
+        f.write(section)
+    print(section)
+
+
+if __name__ == "__main__":
+    main()
