@@ -118,7 +118,8 @@ def main() -> None:
         results[amp] = json.loads(out.strip().splitlines()[-1])
         print(amp, results[amp], flush=True)
     fp32, bf16 = results["fp32"], results["bf16"]
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), platform.processor())
+    with open("/proc/cpuinfo", encoding="utf-8") as info:
+        cpu = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), platform.processor())
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     section = f"""
 ## NLQ grounder speed (`bench/bench_nlq.py`), {now}

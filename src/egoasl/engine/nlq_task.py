@@ -13,6 +13,8 @@ scores sidecar (:mod:`egoasl.engine.nlq_merge`), which merging models needs.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import torch
@@ -26,7 +28,12 @@ from egoasl.data.timegrid import TimeGrid
 from egoasl.engine.annotations import data_path, nlq_queries
 from egoasl.engine.decode import decode_clip, to_seconds
 from egoasl.engine.mq_task import EpochConcat
-from egoasl.engine.nlq_merge import NLQPredictions, ScoredWindow, prediction_entries, write_nlq_predictions
+from egoasl.engine.nlq_merge import (
+    NLQPredictions,
+    ScoredWindow,
+    prediction_entries,
+    write_nlq_predictions,
+)
 from egoasl.engine.task import EvalResult
 from egoasl.io.atomic import write_text_atomic
 from egoasl.metrics.nlq import evaluate_nlq
@@ -60,7 +67,8 @@ class NLQTask:
     def build_model(self) -> nn.Module:
         return NLQGrounder(self.cfg)
 
-    def training_losses(self, model, batch: dict, device: torch.device, autocast) -> dict[str, torch.Tensor]:
+    def training_losses(self, model: NLQGrounder, batch: dict, device: torch.device,
+                        autocast: Callable[[], AbstractContextManager]) -> dict[str, torch.Tensor]:
         with autocast():
             out = model(batch["feats"].to(device), batch["masks"].to(device),
                         batch["text"].to(device), batch["text_masks"].to(device))
@@ -69,7 +77,7 @@ class NLQTask:
         return model.losses(out, segments, labels)
 
     @torch.no_grad()
-    def predict(self, model, split: str, device: torch.device, progress: bool, batch_size: int = 8) -> NLQPredictions:
+    def predict(self, model: NLQGrounder, split: str, device: torch.device, progress: bool, batch_size: int = 8) -> NLQPredictions:
         """The ``test.top_k`` best windows (seconds, with scores) of every query of ``split``, in file order."""
         from egoasl.engine.train import autocast_context
 
@@ -101,7 +109,7 @@ class NLQTask:
         fill = ScoredWindow(0.0, float(meta["duration"]), 0.0)
         return windows + [fill] * (self.cfg.test.top_k - len(windows))
 
-    def evaluate(self, model, split: str, device: torch.device, progress: bool) -> EvalResult:
+    def evaluate(self, model: NLQGrounder, split: str, device: torch.device, progress: bool) -> EvalResult:
         """Predictions of ``split`` and, when every query has a window, the official metrics (percent)."""
         predictions = self.predict(model, split, device, progress)
         queries = nlq_queries(self.cfg, split)
