@@ -101,14 +101,22 @@ def _ensemble_mq(args) -> int:
 
 
 def _merge_nlq(args) -> int:
-    from egoasl.engine.nlq_merge import merge_nlq_submissions
+    from egoasl.engine.nlq_merge import merge_nlq_predictions, prediction_entries, read_member, write_nlq_predictions
 
-    merged, written = merge_nlq_submissions(args.members, args.out, top_k=args.top_k, nms_sigma=args.nms_sigma)
-    print(f"merged {len(args.members)} submissions: {len(merged)} queries; wrote {written}")
+    members = [read_member(path) for path in args.members]
+    merged = merge_nlq_predictions(members, top_k=args.top_k, nms_sigma=args.nms_sigma)
+    queries = None
     if args.annotations:
         from egoasl.data.ego4d import load_nlq_annotations
+
+        queries = load_nlq_annotations(args.annotations).queries
+    written = write_nlq_predictions(args.out, merged, queries=queries, num_windows=args.top_k)
+    print(f"merged {len(args.members)} submissions: {len(merged)} queries, top {args.top_k} windows each")
+    if queries is not None and all(q.start is not None for q in queries):
         from egoasl.metrics.nlq import evaluate_nlq
 
-        result = evaluate_nlq(load_nlq_annotations(args.annotations).queries, merged)
+        result = evaluate_nlq(queries, prediction_entries(merged))
         print(json.dumps(result.to_json(), indent=1))
+    for path in written:
+        print(f"wrote {path}")
     return 0

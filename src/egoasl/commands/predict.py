@@ -55,7 +55,11 @@ def _predict_split(args, cfg, task, model, device) -> int:
 
     out_dir = args.out or args.run / "predictions"
     keep_raw = cfg.data.task == "mq" and not args.no_raw
-    result = task.evaluate(model, args.split, device, progress=not args.no_progress, keep_raw=keep_raw)
+    progress = not args.no_progress
+    if keep_raw:
+        result = task.evaluate(model, args.split, device, progress, keep_raw=True)
+    else:
+        result = task.evaluate(model, args.split, device, progress)
     written = task.write_predictions(result, out_dir, args.split)
     if keep_raw:
         raw_path = out_dir / f"{args.split}_raw.safetensors"
