@@ -24,7 +24,10 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
-	$(BIN)/python bench/run_all.py
+	$(BIN)/python bench/bench_metrics.py
+	$(BIN)/python bench/bench_nms.py
+	$(BIN)/python bench/bench_mq.py
+	$(BIN)/python bench/bench_nlq.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
