@@ -127,7 +127,8 @@ class MQTask:
 
     def write_predictions(self, result: EvalResult, out_dir: Path, split: str) -> list[Path]:
         path = out_dir / f"{split}_submission.json"
-        write_mq_submission(path, result.submission)
+        write_mq_submission(path, result.submission, clips=mq_clips(self.cfg, split), labels=self.taxonomy.labels,
+                            max_per_clip=self.cfg.test.max_seg_num)
         written = [path]
         if result.metrics:
             metrics_path = out_dir / f"{split}_metrics.json"
