@@ -52,3 +52,36 @@ def test_train_predict_merge_eval(tiny_data, tmp_path, capsys):
     assert main(["eval", "nlq", "--annotations", str(annotations), "--predictions", str(merged), "--json"]) == 0
     metrics = json.loads(capsys.readouterr().out)
     assert metrics["evaluated"] == len(queries) and metrics["missing_queries"] == 0
+
+
+def test_answer_one_question_on_one_clip(tiny_data, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", str(CONFIG), f"data.root={tiny_data}", "train.epochs=1", "train.eval_start_epoch=-1",
+                 "--run", str(run), "--no-progress"]) == 0
+    query = load_nlq_annotations(tiny_data / "annotations" / "nlq_val.json").queries[0]
+    feats = tiny_data / "features"
+    from egoasl.data.features import load_feature_file, slice_video_features
+    import torch
+
+    files = [feats / "egovlp" / f"{query.clip_uid}.pt"]
+    for name in ("slowfast", "omnivore"):
+        rows, _ = slice_video_features(load_feature_file(feats / name / f"{query.video_uid}.pt"),
+                                       query.video_start_sec, query.video_end_sec)
+        torch.save(rows, tmp_path / f"{name}.pt")
+        files.append(tmp_path / f"{name}.pt")
+    tokens = feats / "text" / query.clip_uid / f"{query.annotation_uid}_{query.query_idx}.pt"
+    out = tmp_path / "answer.json"
+    capsys.readouterr()
+    assert main(["predict", str(run), "--checkpoint", "last", "--features", *map(str, files),
+                 "--duration", str(query.duration), "--query-features", str(tokens), "--out", str(out)]) == 0
+    answer = json.loads(out.read_text())
+    windows = answer["windows"]
+    assert len(windows) == 5
+    assert [w["score"] for w in windows] == sorted((w["score"] for w in windows), reverse=True)
+    assert all(0.0 <= w["start"] <= w["end"] <= query.duration for w in windows)
+    # a question needs text: a clear error without it, and an encoder of the wrong size is refused
+    assert main(["predict", str(run), "--checkpoint", "last", "--features", *map(str, files)]) == 2
+    assert "give --query TEXT or --query-features FILE" in capsys.readouterr().err
+    assert main(["predict", str(run), "--checkpoint", "last", "--features", *map(str, files),
+                 "--query", "where is the cup?", "--text-encoder", "hashed", "--out", str(tmp_path / "q.json")]) == 0
+    assert len(json.loads((tmp_path / "q.json").read_text())["windows"]) == 5  # hashed follows data.text_dim

@@ -33,6 +33,11 @@ def register(subparsers) -> None:
     parser.add_argument("--ground-truth", type=Path, help="annotation file holding the clip, drawn on the plot (with --clip-uid)")
     parser.add_argument("--clip-uid", help="the clip's uid in --ground-truth")
     parser.add_argument("--top", type=int, default=0, help="keep only the N best predictions (--features; 0 = all)")
+    parser.add_argument("--query", help="NLQ --features: the question to answer")
+    parser.add_argument("--query-features", type=Path, help="NLQ --features: the question's token features [L, text_dim]")
+    parser.add_argument("--text-encoder", default="clip", choices=["clip", "sentence-transformers", "hashed"],
+                        help="NLQ --query: the encoder the run's text features were made with (default clip)")
+    parser.add_argument("--text-weights", help="NLQ --query: local folder of the text encoder's weights")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--no-raw", action="store_true", help="do not save raw outputs (--split)")
     parser.add_argument("--no-progress", action="store_true")
@@ -72,11 +77,10 @@ def _predict_split(args, cfg, task, model, device) -> int:
     return 0
 
 
-def _predict_features(args, cfg, task, model, device) -> int:
+def _clip_inputs(args, cfg) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """Feature files of one clip -> padded ``feats (1, C, T)``, ``masks (1, T)`` and the grid meta."""
     from egoasl.data.features import align_sources, load_feature_file, slice_video_features
 
-    if cfg.data.task != "mq":
-        raise EgoaslError("predict --features answers MQ runs; for NLQ use --split with your query files")
     sources = cfg.data.sources
     if len(args.features) != len(sources):
         names = ", ".join(f"{s.name} ({s.dim})" for s in sources)
@@ -94,18 +98,28 @@ def _predict_features(args, cfg, task, model, device) -> int:
     feats[0, :, : clip.feats.shape[1]] = clip.feats
     masks = torch.zeros(1, cfg.data.max_seq_len, dtype=torch.bool)
     masks[0, : clip.feats.shape[1]] = True
-    with torch.no_grad():
-        out = model(feats.to(device), masks.to(device))
-    raw = {
+    return feats, masks, {"grid_step": clip.grid.step, "grid_offset": clip.grid.offset, "duration": duration}
+
+
+def _raw_outputs(out) -> dict:
+    return {
         "cls_logits": [x[0].float().cpu() for x in out.cls_logits],
         "offsets": [x[0].float().cpu() for x in out.offsets],
         "masks": [x[0].cpu() for x in out.masks],
         "points": out.points.cpu(),
     }
-    meta = {"grid_step": clip.grid.step, "grid_offset": clip.grid.offset, "duration": duration}
-    moments = task.decode(raw, meta)
+
+
+def _predict_features(args, cfg, task, model, device) -> int:
+    feats, masks, meta = _clip_inputs(args, cfg)
+    if cfg.data.task == "nlq":
+        return _answer_query(args, cfg, task, model, device, feats, masks, meta)
+    with torch.no_grad():
+        out = model(feats.to(device), masks.to(device))
+    moments = task.decode(_raw_outputs(out), meta)
     if args.top > 0:
         moments = moments[: args.top]
+    duration = meta["duration"]
     out_path = args.out or Path(args.features[0].stem + "_moments.json")
     _write_moments(out_path, moments, duration)
     print(f"{len(moments)} moments in {duration:.1f} s; wrote {out_path}")
@@ -117,6 +131,47 @@ def _predict_features(args, cfg, task, model, device) -> int:
         gt = _ground_truth(args.ground_truth, args.clip_uid) if args.ground_truth else None
         plot_timeline(args.plot, moments, duration, gt, title=args.features[0].name)
         print(f"wrote {args.plot}")
+    return 0
+
+
+def _query_tokens(args, cfg) -> torch.Tensor:
+    """The question's token features ``[L, text_dim]``: from --query-features, or --query encoded."""
+    from egoasl.data.features import load_feature_file
+
+    if args.query_features:
+        tokens = load_feature_file(args.query_features, expected_dim=cfg.data.text_dim)
+    elif args.query:
+        from egoasl.data.text_encoders import build_text_encoder
+
+        encoder = build_text_encoder(args.text_encoder, args.text_weights, dim=cfg.data.text_dim)
+        if encoder.dim != cfg.data.text_dim:
+            raise EgoaslError(f"--text-encoder {args.text_encoder} gives {encoder.dim}-d tokens; this run was trained on "
+                              f"{cfg.data.text_dim}-d text features (data.text_dim): use the encoder that made them")
+        tokens = encoder.encode([args.query], cfg.data.max_text_len)[0]
+    else:
+        raise EgoaslError("an NLQ run answers a question: give --query TEXT or --query-features FILE")
+    return tokens[: cfg.data.max_text_len]
+
+
+def _answer_query(args, cfg, task, model, device, feats, masks, meta) -> int:
+    tokens = _query_tokens(args, cfg)
+    text_masks = torch.ones(1, tokens.shape[0], dtype=torch.bool)
+    with torch.no_grad():
+        out = model(feats.to(device), masks.to(device), tokens[None].to(device), text_masks.to(device))
+    windows = task.decode(_raw_outputs(out), meta)
+    answer = {
+        "query": args.query or str(args.query_features),
+        "duration": meta["duration"],
+        "windows": [{"start": w.start, "end": w.end, "score": w.score} for w in windows],
+    }
+    out_path = args.out or Path(args.features[0].stem + "_answer.json")
+    from egoasl.io.atomic import write_text_atomic
+
+    write_text_atomic(out_path, json.dumps(answer, indent=1, ensure_ascii=False))
+    print(f"top {len(windows)} windows for {answer['query']!r}:")
+    for w in windows:
+        print(f"  {w.score:.3f}  {w.start:8.2f} - {w.end:8.2f} s")
+    print(f"wrote {out_path}")
     return 0
 
 
