@@ -29,15 +29,15 @@ Every problem raises a :class:`DataError` naming the file, the JSON path
 (``videos[3].clips[0].annotations[1].labels[2].start_time``) and what was expected. With
 ``errors=[]`` the readers append each problem to that list instead, skip the bad record (a
 label, a query, a clip or a video) and go on, so that a check can list every problem at once.
+The field checks come from :class:`~egoasl.data.json_reader.JsonReader`.
 """
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Collection, Iterator
 from pathlib import Path
 
+from egoasl.data.json_reader import MISSING, JsonReader, Text, describe, field_path
 from egoasl.data.records import MQAnnotations, MQClip, MQInstance, NLQAnnotations, NLQQuery
 from egoasl.errors import DataError, EgoaslError
 
@@ -158,7 +158,7 @@ def load_nlq_annotations(path: str | Path, errors: list[DataError] | None = None
     try:
         data, _ = reader.read_json()
         if not isinstance(data, dict) or "videos" not in data:
-            raise reader.error("", "an object with a 'videos' list (the official nlq_*.json nesting)", _describe(data))
+            raise reader.error("", "an object with a 'videos' list (the official nlq_*.json nesting)", describe(data))
         videos = reader.array(data, "videos", "")
         _reject_other_task(reader, videos, "nlq")
     except DataError as err:
@@ -197,9 +197,9 @@ def _official_clips(reader: _Reader, videos: list) -> Iterator[tuple[str, object
 def _mq_layout(reader: _Reader, data: object) -> str:
     expected = "an object: the official {\"videos\": [...]} nesting or a converted file keyed by clip uid"
     if not isinstance(data, dict):
-        raise reader.error("", expected, _describe(data))
+        raise reader.error("", expected, describe(data))
     if not data:
-        raise reader.error("", expected, _Text("an empty object"))
+        raise reader.error("", expected, Text("an empty object"))
     if "videos" in data:
         _reject_other_task(reader, reader.array(data, "videos", ""), "mq")
         return "official"
@@ -256,9 +256,9 @@ def _read_mq_official_clip(
             l_where = f"{a_where}.labels[{li}]"
             try:
                 label = reader.obj(label, l_where)
-                primary = label.get("primary", _MISSING)
+                primary = label.get("primary", MISSING)
                 if not isinstance(primary, bool):
-                    raise reader.error(_join(l_where, "primary"), "true or false", primary)
+                    raise reader.error(field_path(l_where, "primary"), "true or false", primary)
                 if not primary:
                     out.non_primary_skipped += 1
                     continue
@@ -295,12 +295,12 @@ def _read_mq_converted_clip(
 ) -> None:
     record = reader.obj(record, uid)
     if "clip_id" in record and record["clip_id"] != uid:
-        raise reader.error(_join(uid, "clip_id"), f"the key of its record ({uid!r})", record["clip_id"])
+        raise reader.error(field_path(uid, "clip_id"), f"the key of its record ({uid!r})", record["clip_id"])
     video_uid = reader.text(record, "video_id", uid)
     split = reader.split(record, "subset", uid)
     duration = reader.number(record, "duration", uid)
     if not duration > 0:
-        raise reader.error(_join(uid, "duration"), "greater than 0", duration)
+        raise reader.error(field_path(uid, "duration"), "greater than 0", duration)
     start = reader.number(record, "parent_start_sec", uid)
     clip = MQClip(uid, video_uid, split, start, start + duration)
     if split == "test":
@@ -312,11 +312,11 @@ def _read_mq_converted_clip(
         try:
             item = reader.obj(item, where)
             name = reader.label(item, "label", where, taxonomy)
-            segment = item.get("segment", _MISSING)
+            segment = item.get("segment", MISSING)
             if not isinstance(segment, list) or len(segment) != 2:
-                raise reader.error(_join(where, "segment"), "a list [start, end] of two numbers", segment)
-            t0 = reader.number_value(segment[0], _join(where, "segment[0]"))
-            t1 = reader.number_value(segment[1], _join(where, "segment[1]"))
+                raise reader.error(field_path(where, "segment"), "a list [start, end] of two numbers", segment)
+            t0 = reader.number_value(segment[0], field_path(where, "segment[0]"))
+            t1 = reader.number_value(segment[1], field_path(where, "segment[1]"))
             reader.window(t0, t1, duration, where, "segment[0]", "segment[1]")
         except DataError as err:
             reader.report(err)
@@ -353,9 +353,8 @@ def _read_nlq_clip(
             annotation = reader.obj(annotation, a_where)
             annotation_uid = reader.text(annotation, "annotation_uid", a_where)
             if annotation_uid in annotation_uids:
-                raise reader.error(
-                    _join(a_where, "annotation_uid"), "an annotation uid not already used in this clip", annotation_uid
-                )
+                expected = "an annotation uid not already used in this clip"
+                raise reader.error(field_path(a_where, "annotation_uid"), expected, annotation_uid)
             annotation_uids.add(annotation_uid)
             entries = reader.array(annotation, "language_queries", a_where)
         except DataError as err:
@@ -386,12 +385,12 @@ def _read_nlq_query(
     if text is None or text == "":
         return None
     if not isinstance(text, str):
-        raise reader.error(_join(where, "query"), "a string or null", text)
+        raise reader.error(field_path(where, "query"), "a string or null", text)
     if split == "test":
         return text, None, None, None
     template = entry.get("template")
     if template is not None and not isinstance(template, str):
-        raise reader.error(_join(where, "template"), "a string or null", template)
+        raise reader.error(field_path(where, "template"), "a string or null", template)
     t0 = reader.number(entry, "clip_start_sec", where)
     t1 = reader.number(entry, "clip_end_sec", where)
     reader.window(t0, t1, duration, where, "clip_start_sec", "clip_end_sec")
@@ -413,144 +412,41 @@ def _reject_other_task(reader: _Reader, videos: list, task: str) -> None:
                         where,
                         "an MQ annotator entry with 'labels' (this looks like an NLQ file: "
                         "read it with load_nlq_annotations, or pass --task nlq)",
-                        _Text("an entry with 'language_queries'"),
+                        Text("an entry with 'language_queries'"),
                     )
                 if task == "nlq" and "language_queries" not in entry and "labels" in entry:
                     raise reader.error(
                         where,
                         "an NLQ annotation with 'language_queries' (this looks like an MQ file: "
                         "read it with load_mq_annotations, or pass --task mq)",
-                        _Text("an entry with 'labels'"),
+                        Text("an entry with 'labels'"),
                     )
                 return
 
 
 # ---------------------------------------------------------------------------------------------
-# Validation helpers
+# Validation of the Ego4D fields
 
 
-class _MissingType:
-    def __repr__(self) -> str:
-        return "nothing (field missing)"
-
-
-_MISSING = _MissingType()
-
-
-class _Text(str):
-    """A description shown as is after 'got' (not quoted like a value)."""
-
-    def __repr__(self) -> str:
-        return str(self)
-
-
-def _describe(value: object) -> _Text:
-    kinds = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}
-    return _Text(kinds.get(type(value), "a number"))
-
-
-def _join(where: str, key: str) -> str:
-    return f"{where}.{key}" if where else key
-
-
-class _Reader:
-    """One annotation file being read: its path, where its errors go, and typed field access."""
-
-    def __init__(self, path: str | Path, errors: list[DataError] | None):
-        self.path = str(path)
-        self.errors = errors
-
-    def error(self, field: str, expected: str, got: object = ...) -> DataError:
-        return DataError(self.path, field, expected, got)
-
-    def report(self, err: DataError) -> None:
-        """Raise ``err``, or record it when collecting every problem."""
-        if self.errors is None:
-            raise err
-        self.errors.append(err)
-
-    def read_json(self) -> tuple[object, list[str]]:
-        """The parsed file and the keys repeated in its top-level object (the first value is kept)."""
-        try:
-            text = Path(self.path).read_text(encoding="utf-8-sig")
-        except UnicodeDecodeError as exc:
-            raise self.error("", "a UTF-8 text file", _Text(f"an undecodable byte at offset {exc.start}")) from None
-        except OSError as exc:
-            raise self.error("", "a readable file", _Text(exc.strerror or str(exc))) from None
-        duplicates: list[list[str]] = [[]]
-
-        def first_wins(pairs: list[tuple[str, object]]) -> dict:
-            obj = dict(pairs)
-            repeated: list[str] = []
-            if len(obj) != len(pairs):
-                obj = {}
-                for key, value in pairs:
-                    if key in obj:
-                        repeated.append(key)
-                    else:
-                        obj[key] = value
-            duplicates[0] = repeated  # the outermost object is decoded last
-            return obj
-
-        try:
-            data = json.loads(text, object_pairs_hook=first_wins)
-        except json.JSONDecodeError as exc:
-            truncated = "\n" not in exc.doc[exc.pos :].strip() and not exc.doc.rstrip().endswith(("}", "]"))
-            hint = "; the file ends early, it may be truncated" if truncated else ""
-            raise self.error(f"line {exc.lineno}, column {exc.colno}", f"valid JSON ({exc.msg}{hint})") from None
-        except RecursionError:
-            raise self.error("", "JSON nested at most a few hundred levels deep") from None
-        return data, duplicates[0] if isinstance(data, dict) else []
-
-    def obj(self, value: object, where: str) -> dict:
-        if not isinstance(value, dict):
-            raise self.error(where, "an object", value)
-        return value
-
-    def array(self, parent: dict, key: str, where: str) -> list:
-        value = parent.get(key, _MISSING)
-        if not isinstance(value, list):
-            raise self.error(_join(where, key), "a list", value)
-        return value
-
-    def string(self, parent: dict, key: str, where: str) -> str:
-        value = parent.get(key, _MISSING)
-        if not isinstance(value, str):
-            raise self.error(_join(where, key), "a string", value)
-        return value
-
-    def text(self, parent: dict, key: str, where: str) -> str:
-        value = parent.get(key, _MISSING)
-        if not isinstance(value, str) or not value:
-            raise self.error(_join(where, key), "a non-empty string", value)
-        return value
+class _Reader(JsonReader):
+    """A :class:`JsonReader` that also checks labels, splits, clip uids and clip-relative times."""
 
     def label(self, parent: dict, key: str, where: str, taxonomy: Collection[str] | None) -> str:
         name = self.text(parent, key, where)
         if taxonomy is not None and name not in taxonomy:
-            raise self.error(_join(where, key), f"a label of the taxonomy ({len(taxonomy)} classes)", name)
+            raise self.error(field_path(where, key), f"a label of the taxonomy ({len(taxonomy)} classes)", name)
         return name
 
     def split(self, parent: dict, key: str, where: str) -> str:
-        value = parent.get(key, _MISSING)
+        value = parent.get(key, MISSING)
         if value not in SPLITS:
-            raise self.error(_join(where, key), "one of " + ", ".join(repr(s) for s in SPLITS), value)
+            raise self.error(field_path(where, key), "one of " + ", ".join(repr(s) for s in SPLITS), value)
         return value
-
-    def number_value(self, value: object, field: str) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise self.error(field, "a number", value)
-        if not math.isfinite(value):
-            raise self.error(field, "a finite number", value)
-        return float(value)
-
-    def number(self, parent: dict, key: str, where: str) -> float:
-        return self.number_value(parent.get(key, _MISSING), _join(where, key))
 
     def unique_clip_uid(self, clip: dict, where: str, seen: dict[str, str]) -> str:
         uid = self.text(clip, "clip_uid", where)
         if uid in seen:
-            raise self.error(_join(where, "clip_uid"), f"a clip uid not already used (at {seen[uid]})", uid)
+            raise self.error(field_path(where, "clip_uid"), f"a clip uid not already used (at {seen[uid]})", uid)
         seen[uid] = where
         return uid
 
@@ -558,23 +454,23 @@ class _Reader:
         start = self.number(clip, start_key, where)
         end = self.number(clip, end_key, where)
         if not end > start:
-            raise self.error(_join(where, end_key), f"greater than {start_key} ({start})", end)
+            raise self.error(field_path(where, end_key), f"greater than {start_key} ({start})", end)
         return start, end
 
     def window(self, start: float, end: float, duration: float, where: str, start_key: str, end_key: str) -> None:
         """Check a clip-relative window against itself and the clip (see the module's tolerance)."""
         if start > end:
-            raise self.error(_join(where, start_key), f"at most {end_key} ({end})", start)
+            raise self.error(field_path(where, start_key), f"at most {end_key} ({end})", start)
         if start < -TIME_TOLERANCE_BEFORE:
             raise self.error(
-                _join(where, start_key),
+                field_path(where, start_key),
                 f"a clip time >= {-TIME_TOLERANCE_BEFORE} s (clip-relative seconds; "
                 f"at most {TIME_TOLERANCE_BEFORE} s before the clip start)",
                 start,
             )
         if end > duration + TIME_TOLERANCE_AFTER:
             raise self.error(
-                _join(where, end_key),
+                field_path(where, end_key),
                 f"a clip time <= {round(duration + TIME_TOLERANCE_AFTER, 3)} s "
                 f"(clip duration {round(duration, 3)} s + {TIME_TOLERANCE_AFTER} s tolerance)",
                 end,
