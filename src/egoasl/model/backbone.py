@@ -78,7 +78,9 @@ class Backbone(nn.Module):
                 f"{self.input_dim} = {parts} (check each source's dim against its feature files)"
             )
         chunks = torch.split(x, [dim for _, dim in self.sources], dim=1)
-        x = torch.cat([proj(chunk, mask)[0] for proj, chunk in zip(self.proj, chunks)], dim=1)  # (B, sum(proj_dim), T)
+        # concatenated on the (B, T, C) views, so x stays channels-last (see model.blocks)
+        x = torch.cat([proj(chunk, mask)[0].transpose(1, 2) for proj, chunk in zip(self.proj, chunks)], dim=2)
+        x = x.transpose(1, 2)  # (B, sum(proj_dim), T)
         for conv, norm in zip(self.embd, self.embd_norm):
             x, mask = conv(x, mask)
             x = torch.relu(norm(x))  # (B, width, T)

@@ -5,6 +5,12 @@ channel LN -> ReLU] and a final masked conv. The cls head's final bias starts at
 ``-log((1 - π) / π)`` (π = ``cls_prior``), so every sigmoid starts near π. The reg head
 multiplies its two outputs by a learnable per-level scalar (init 1) and applies ReLU, so
 offsets are ``>= 0``, in units of the level's stride.
+
+The levels go through a head together: :func:`pack_levels` concatenates them along time
+with ``kernel // 2`` padded steps between neighbours, which a masked conv reads as zeros,
+exactly like the zero padding at a level's ends. So each conv runs once per forward on one
+long sequence (its weight cast once under autocast, no tiny per-level calls), and the
+outputs equal those of a per-level loop.
 """
 
 from __future__ import annotations
@@ -26,6 +32,32 @@ class Scale(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return x * self.scale
+
+
+def pack_levels(feats: list[Tensor], masks: list[Tensor], gap: int) -> tuple[Tensor, Tensor]:
+    """Levels ``(B, C, T_l)`` with masks ``(B, 1, T_l)`` -> one ``(B, C, P)`` sequence and its mask.
+
+    ``P = sum(T_l) + gap·(L - 1)``: ``gap`` padded (mask False, value 0) steps separate
+    neighbouring levels. The result is channels-last (see :mod:`egoasl.model.blocks`).
+    """
+    B, C = feats[0].shape[:2]
+    parts, mask_parts = [], []
+    for level, (x, mask) in enumerate(zip(feats, masks)):
+        if level and gap:
+            parts.append(x.new_zeros(B, gap, C))
+            mask_parts.append(mask.new_zeros(B, 1, gap))
+        parts.append(x.transpose(1, 2))  # (B, T_l, C)
+        mask_parts.append(mask)
+    return torch.cat(parts, dim=1).transpose(1, 2), torch.cat(mask_parts, dim=2)
+
+
+def unpack_levels(packed: Tensor, lengths: list[int], gap: int) -> list[Tensor]:
+    """The per-level ``(B, T_l, C)`` views of a packed ``(B, C, P)`` tensor (inverse of :func:`pack_levels`)."""
+    out, start = [], 0
+    for length in lengths:
+        out.append(packed[:, :, start : start + length].transpose(1, 2))
+        start += length + gap
+    return out
 
 
 class _Trunk(nn.Module):
@@ -54,7 +86,9 @@ class ClsHead(nn.Module):
 
     def forward(self, feats: list[Tensor], masks: list[Tensor]) -> list[Tensor]:
         # feats[l]: (B, width, T_l) -> logits[l]: (B, T_l, K)
-        return [self.out(self.trunk(x, m), m)[0].transpose(1, 2) for x, m in zip(feats, masks)]
+        gap = self.out.kernel_size // 2
+        x, mask = pack_levels(feats, masks, gap)  # (B, width, P), (B, 1, P)
+        return unpack_levels(self.out(self.trunk(x, mask), mask)[0], [f.shape[-1] for f in feats], gap)
 
 
 class RegHead(nn.Module):
@@ -68,7 +102,7 @@ class RegHead(nn.Module):
 
     def forward(self, feats: list[Tensor], masks: list[Tensor]) -> list[Tensor]:
         # feats[l]: (B, width, T_l) -> offsets[l]: (B, T_l, 2)
-        return [
-            torch.relu(scale(self.out(self.trunk(x, m), m)[0])).transpose(1, 2)
-            for scale, x, m in zip(self.scales, feats, masks)
-        ]
+        gap = self.out.kernel_size // 2
+        x, mask = pack_levels(feats, masks, gap)  # (B, width, P), (B, 1, P)
+        raw = unpack_levels(self.out(self.trunk(x, mask), mask)[0], [f.shape[-1] for f in feats], gap)
+        return [torch.relu(scale(r)) for scale, r in zip(self.scales, raw)]

@@ -34,16 +34,15 @@ def relative_shift(full: Tensor) -> Tensor:
 
     ``full`` is ``(B, H, T, 2T-1)`` where column c holds distance ``δ = T-1-c``; the result
     is ``(B, H, T, T)`` with entry (i, j) taken from distance ``i - j``, i.e. column
-    ``T-1-i+j``. Done with a flat view and a slice instead of a gather, so it costs one
-    ``T x T`` view and no index tensor.
+    ``T-1-i+j``: in the flat ``(B, H, T·(2T-1))`` layout that is index ``(T-1) + i·(2T-2) + j``.
+    So the result is one strided view of ``full`` (no gather, no index tensor), and its
+    backward writes the gradient into a single zero tensor.
     """
     B, H, T, R = full.shape
     if T == 1:
         return full
-    flat = full.reshape(B, H, T * R)
-    # entry (i, j) sits at flat index (T-1) + i·(2T-2) + j
-    rows = flat[..., T - 1: T - 1 + T * (R - 1)].reshape(B, H, T, R - 1)
-    return rows[..., :T]
+    full = full.contiguous()
+    return full.as_strided((B, H, T, T), (H * T * R, T * R, R - 1, 1), full.storage_offset() + T - 1)
 
 
 class RelPosGlobalLayer(nn.Module):
@@ -89,16 +88,18 @@ class RelPosGlobalLayer(nn.Module):
         H, d = self.n_head, self.head_dim
         h = self.drop(x.transpose(1, 2))  # (B, T, C)
         pos = self.drop(self._position_table(T, x.device, h.dtype))  # (2T-1, C)
+        scale = 1.0 / math.sqrt(d)
         q = self.q(h).view(B, T, H, d)
-        k = self.k(h).view(B, T, H, d)
-        v = self.v(h).view(B, T, H, d)
-        r = self.r(pos).view(2 * T - 1, H, d)
-        content = torch.einsum("bihd,bjhd->bhij", q + self.r_w_bias, k)  # (B, H, T, T)
-        position = relative_shift(torch.einsum("bihd,rhd->bhir", q + self.r_r_bias, r))  # (B, H, T, T)
-        score = (content + position) / math.sqrt(d)
-        score = score.masked_fill(~mask[:, :, None, :], torch.finfo(score.dtype).min)
+        k = self.k(h).view(B, T, H, d).permute(0, 2, 3, 1)  # (B, H, d, T)
+        v = self.v(h).view(B, T, H, d).transpose(1, 2)  # (B, H, T, d)
+        r = self.r(pos).view(2 * T - 1, H, d).permute(1, 2, 0)  # (H, d, 2T-1)
+        # plain batched matmuls on strided views (no einsum copies); the (B, H, T, T) score is
+        # then built in place: content + position, masked, and only the probabilities are kept
+        score = ((q + self.r_w_bias) * scale).transpose(1, 2) @ k  # (B, H, T, T) content
+        score += relative_shift(((q + self.r_r_bias) * scale).transpose(1, 2) @ r)  # + position
+        score.masked_fill_(~mask[:, :, None, :], torch.finfo(score.dtype).min)
         prob = self.drop(score.softmax(dim=-1))
-        attn = torch.einsum("bhij,bjhd->bihd", prob, v).reshape(B, T, C)  # (B, T, C)
+        attn = (prob @ v).transpose(1, 2).reshape(B, T, C)  # (B, T, C)
         a = self.norm_attn(h + self.drop(self.o(attn)))
         out = self.norm_ff(a + self.drop(self.ff2(self.drop(F.gelu(self.ff1(a))))))
         out = self.drop(out).transpose(1, 2)  # (B, C, T)
