@@ -92,3 +92,19 @@ def test_two_process_ddp_on_cpu(tiny_data, tmp_path):
     assert len(lines) == 2 * 3 + 1
     ckpt = load_file(run_dir / "checkpoints" / "last.safetensors")
     assert all(torch.isfinite(v).all() for v in ckpt.values() if v.is_floating_point())
+
+
+def test_init_from_starts_from_another_runs_weights(tiny_data, tmp_path, capsys):
+    pretrain = tiny_cfg(tiny_data, "train.epochs=1", "train.eval_start_epoch=-1")
+    run_train(pretrain, tmp_path / "pre")
+    source = tmp_path / "pre" / "checkpoints" / "last.safetensors"
+    # lr 0: the fine-tuning run's weights stay exactly the EMA weights it started from
+    finetune = tiny_cfg(tiny_data, "train.epochs=1", "train.eval_start_epoch=-1", "train.lr=0.0",
+                        "train.warmup_epochs=0", "train.eta_min=0.0", f"train.init_from={source}")
+    run_train(finetune, tmp_path / "fine")
+    assert "initialised from" in capsys.readouterr().out
+    before = load_file(source)
+    after = load_file(tmp_path / "fine" / "checkpoints" / "last.safetensors")
+    for key, value in after.items():
+        if key.startswith("model.") and value.is_floating_point() and "loss_norm" not in key:
+            assert torch.equal(value, before["ema." + key[len("model."):]]), key
