@@ -29,3 +29,13 @@ def test_ema_update_formula():
     ema.update(model)
     torch.testing.assert_close(ema.module.weight, torch.full((1, 2), 1.2))
     assert not any(p.requires_grad for p in ema.module.parameters())
+
+
+def test_evaluation_schedule():
+    from egoasl.engine.train import evaluation_due
+
+    due = [e for e in range(1, 41) if evaluation_due(e, 40, start=20, every=10)]
+    assert due == [20, 30, 40]
+    assert [e for e in range(1, 8) if evaluation_due(e, 7, start=2, every=3)] == [2, 5, 7]  # the last epoch too
+    assert not any(evaluation_due(e, 5, start=-1, every=1) for e in range(1, 6))
+    assert [e for e in range(1, 4) if evaluation_due(e, 3, start=0, every=1)] == [1, 2, 3]

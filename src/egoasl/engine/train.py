@@ -278,9 +278,7 @@ def train(
 
         eval_model = ema.module if ema is not None else model
         evaluated: EvalResult | None = None
-        due = cfg.train.eval_start_epoch >= 0 and epoch + 1 >= cfg.train.eval_start_epoch
-        due = due and ((epoch + 1 - max(cfg.train.eval_start_epoch, 1)) % max(cfg.train.eval_every, 1) == 0 or epoch + 1 == cfg.train.epochs)
-        if due and info.is_main:
+        if evaluation_due(epoch + 1, cfg.train.epochs, cfg.train.eval_start_epoch, cfg.train.eval_every) and info.is_main:
             evaluated = task.evaluate(eval_model, cfg.data.val_split, device, progress)
             last_metrics = evaluated.metrics
             log.log({"epoch": epoch + 1, "step": step, "split": cfg.data.val_split, **evaluated.metrics}, step, "val")
@@ -305,6 +303,14 @@ def train(
     log.close()
     distributed.teardown(info)
     return TrainSummary(run_dir, epochs_run, step, best, best_epoch, last_metrics, time.time() - started)
+
+
+def evaluation_due(epoch: int, epochs: int, start: int, every: int) -> bool:
+    """Whether 1-based ``epoch`` ends with an evaluation: from ``start`` on, every ``every``
+    epochs counted from ``start``, and always after the last epoch (``start`` < 0: never)."""
+    if start < 0 or epoch < start:
+        return False
+    return (epoch - max(start, 1)) % max(every, 1) == 0 or epoch == epochs
 
 
 def _iterations(n_items: int, batch_size: int, drop_last: bool) -> int:
