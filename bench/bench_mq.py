@@ -1,10 +1,24 @@
-"""Speed of the full-size MQ detector on this machine: training step and per-clip inference.
+"""Speed and memory of the full-size MQ detector on this machine: training step and per-clip inference.
 
 Full-size preset (``mq/release``: width 1024, 16 heads, 10 levels, four sources = 5120
 input channels), batch 2, 1024 steps, random inputs with 10 ground-truth segments per clip.
-Each precision runs in its own process so that its peak memory (max RSS) is its own.
+Each variant runs in its own process, so that its peak memory (max RSS) is its own:
 
-    python bench/bench_mq.py            # fp32 and bf16, appends a section to bench/RESULTS.md
+- ``fp32``: no autocast;
+- ``bf16``: bfloat16 autocast, the setting these machines train with (``train.amp: bf16``);
+- ``bf16-ckpt``: bf16 with ``model.grad_checkpoint`` (stem and branch blocks recomputed in backward).
+
+The training step is the trainer's (:func:`egoasl.engine.train.train`): gradients freed,
+forward + losses, backward, gradient clipping, the trainer's AdamW (:func:`make_optimizer`),
+EMA update. Inference is one clip (batch 1) at a time: the forward, then decoding (per-level
+top-k, Soft-NMS, seconds), timed separately. The model is untrained, so nearly every
+(point, class) pair passes the 0.001 score threshold: decoding works on its worst case.
+
+The machine is shared: the 1-minute load average is recorded before and after; with other
+work running, OpenMP threads wait for each other and every timing inflates.
+
+    python bench/bench_mq.py                      # all variants, appends a section to bench/RESULTS.md
+    python bench/bench_mq.py --variants bf16      # one variant
 """
 
 from __future__ import annotations
@@ -21,25 +35,33 @@ import time
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+VARIANTS = {"fp32": ("none", False), "bf16": ("bf16", False), "bf16-ckpt": ("bf16", True)}
 
 
-def measure(amp: str, steps: int, clips: int, preset: str) -> dict:
+def median(values: list[float]) -> float:
+    return sorted(values)[len(values) // 2]
+
+
+def measure(variant: str, steps: int, clips: int, preset: str) -> dict:
     import torch
 
     from egoasl.config import load_config
     from egoasl.data.timegrid import TimeGrid
-    from egoasl.engine.decode import decode_clip
+    from egoasl.engine.decode import decode_clip, to_seconds
     from egoasl.engine.ema import ModelEMA
+    from egoasl.engine.train import autocast_context, make_optimizer
     from egoasl.model.detector import MQDetector
-    from egoasl.model.param_groups import param_groups
 
+    amp, grad_checkpoint = VARIANTS[variant]
     torch.manual_seed(0)
     cfg = load_config(preset)
+    cfg.model.grad_checkpoint = grad_checkpoint
+    device = torch.device("cpu")
     channels = sum(s.dim for s in cfg.data.sources)
     T, B = cfg.data.max_seq_len, cfg.train.batch_size
     model = MQDetector(cfg)
     ema = ModelEMA(model, cfg.train.ema_decay)
-    optimizer = torch.optim.AdamW(param_groups(model, cfg.train.weight_decay, cfg.asl.wd_on_gauss), lr=cfg.train.lr)
+    optimizer = make_optimizer(model, cfg, device)
     feats = torch.randn(B, channels, T)
     masks = torch.ones(B, T, dtype=torch.bool)
     gen = torch.Generator().manual_seed(1)
@@ -49,21 +71,21 @@ def measure(amp: str, steps: int, clips: int, preset: str) -> dict:
         length = torch.exp(torch.rand(10, generator=gen) * 5.5)
         segments.append(torch.stack([start, (start + length).clamp(max=T - 1)], 1))
         labels.append(torch.randint(0, cfg.model.num_classes, (10,), generator=gen))
-    ctx = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if amp == "bf16" else (lambda: torch.autocast("cpu", enabled=False))
+    autocast = autocast_context(amp, device)
 
     def step() -> float:
-        with ctx():
+        optimizer.zero_grad(set_to_none=True)
+        with autocast():
             out = model(feats, masks)
         losses = model.losses(out, segments, labels)
-        optimizer.zero_grad(set_to_none=True)
         losses["loss"].backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.clip_grad_norm)
         optimizer.step()
         ema.update(model)
         return float(losses["loss"].detach())
 
     model.train()
-    first_loss = step()  # warm-up (allocations, kernels)
+    first_loss = step()  # warm-up: allocations, kernels, optimizer state
     times = []
     for _ in range(steps):
         tic = time.perf_counter()
@@ -73,22 +95,27 @@ def measure(amp: str, steps: int, clips: int, preset: str) -> dict:
 
     model.eval()
     grid = TimeGrid.resized(480.0, T)
-    infer = []
+    forward_s, decode_s, candidates = [], [], 0
     with torch.no_grad():
-        for i in range(clips + 1):
+        for i in range(clips + 1):  # the first clip warms up
             tic = time.perf_counter()
-            with ctx():
+            with autocast():
                 out = model(feats[:1], masks[:1])
-            det = decode_clip([x[0].float() for x in out.cls_logits], [x[0].float() for x in out.offsets],
-                              [x[0] for x in out.masks], out.points, cfg.test, cfg.model.num_classes)
-            grid.to_seconds(det.segments)
+            logits = [x[0].float() for x in out.cls_logits]
+            toc = time.perf_counter()
+            det = decode_clip(logits, [x[0].float() for x in out.offsets], [x[0] for x in out.masks], out.points,
+                              cfg.test, cfg.model.num_classes)
+            to_seconds(det, grid)
             if i:
-                infer.append(time.perf_counter() - tic)
-    params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+                forward_s.append(toc - tic)
+                decode_s.append(time.perf_counter() - toc)
+            candidates = int(sum((torch.sigmoid(x) > cfg.test.pre_nms_thresh).sum() for x in logits))
     return {
-        "amp": amp, "train_step_s": sorted(times)[len(times) // 2], "train_steps": steps,
-        "first_loss": first_loss, "peak_rss_gib": train_rss, "infer_s": sorted(infer)[len(infer) // 2],
-        "infer_clips": clips, "params": params, "threads": torch.get_num_threads(),
+        "variant": variant, "train_step_s": median(times), "train_steps": steps, "first_loss": first_loss,
+        "peak_rss_gib": train_rss, "forward_s": median(forward_s), "decode_s": median(decode_s),
+        "infer_s": median([f + d for f, d in zip(forward_s, decode_s)]), "candidates": candidates,
+        "scores": sum(x.shape[1] * x.shape[2] for x in out.cls_logits), "infer_clips": clips,
+        "params": sum(p.numel() for p in model.parameters() if p.requires_grad), "threads": torch.get_num_threads(),
     }
 
 
@@ -96,37 +123,53 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="mq/release")
     parser.add_argument("--steps", type=int, default=3, help="timed training steps (after one warm-up step)")
-    parser.add_argument("--clips", type=int, default=5, help="timed inference clips (after one warm-up)")
-    parser.add_argument("--child", choices=["fp32", "bf16"], help=argparse.SUPPRESS)
+    parser.add_argument("--clips", type=int, default=5, help="timed inference clips (after one warm-up clip)")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, from {', '.join(VARIANTS)}")
+    parser.add_argument("--child", choices=list(VARIANTS), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(measure(args.child, args.steps, args.clips, args.preset)))
         return
+    variants = args.variants.split(",")
+    unknown = set(variants) - set(VARIANTS)
+    if unknown:
+        parser.error(f"unknown variants {sorted(unknown)}; choose from {', '.join(VARIANTS)}")
+    load_before = os.getloadavg()[0]
     results = {}
-    for amp in ("fp32", "bf16"):
-        cmd = [sys.executable, __file__, "--child", amp, "--preset", args.preset, "--steps", str(args.steps), "--clips", str(args.clips)]
+    for variant in variants:
+        cmd = [sys.executable, __file__, "--child", variant, "--preset", args.preset, "--steps", str(args.steps),
+               "--clips", str(args.clips)]
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-        results[amp] = json.loads(out.strip().splitlines()[-1])
-        print(amp, results[amp], flush=True)
-    fp32, bf16 = results["fp32"], results["bf16"]
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), platform.processor())
+        results[variant] = json.loads(out.strip().splitlines()[-1])
+        print(variant, results[variant], flush=True)
+    load_after = os.getloadavg()[0]
+    any_result = next(iter(results.values()))
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+               platform.processor())
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    rows = "\n".join(
+        f"| {v} | {r['train_step_s']:.2f} | {r['peak_rss_gib']:.2f} | {r['forward_s']:.3f} | {r['decode_s']:.3f} "
+        f"| {r['infer_s']:.3f} | {r['first_loss']:.5f} |"
+        for v, r in results.items()
+    )
     section = f"""
 ## MQ detector speed (`bench/bench_mq.py`), {now}
 
-- machine: {os.cpu_count()} CPUs, {cpu}; torch threads {fp32['threads']}; load average at the end {os.getloadavg()[0]:.2f}
-- command: `python bench/bench_mq.py --preset {args.preset} --steps {args.steps} --clips {args.clips}`
-- model: {args.preset}, {fp32['params'] / 1e6:.2f}M trained parameters; batch 2 x 5120 channels x 1024 steps, random inputs, 10 GT per clip
-- a training step = forward + losses + backward + clip + AdamW step + EMA update (median of {args.steps}, after a warm-up step); inference = one clip's forward + decode + Soft-NMS (median of {args.clips})
-- reference (issue): the authors' code 19.2 s per step, 13.4 GiB peak, 2.5 s per clip; ActionFormer's Ego4D model 6.5 s and 0.92 s; targets <= 6 s at <= 6 GiB (bf16), <= 0.5 s per clip
+- machine: {os.cpu_count()} CPUs, {cpu}; torch threads {any_result['threads']}; 1-min load average {load_before:.2f} before, {load_after:.2f} after (shared machine)
+- command: `python bench/bench_mq.py --preset {args.preset} --steps {args.steps} --clips {args.clips} --variants {args.variants}`
+- model: {args.preset}, {any_result['params'] / 1e6:.2f}M trained parameters; batch 2 x 5120 channels x 1024 steps, random inputs, 10 GT per clip
+- training step = the trainer's: free gradients, forward + losses, backward, clip, fused AdamW, EMA (median of {args.steps} after a warm-up step); peak RSS = max resident memory of the variant's process
+- inference = one clip at batch 1: forward, then decode (top-k, Soft-NMS, seconds), medians of {args.clips}; the model is untrained, so {any_result['candidates']} of {any_result['scores']} (point, class) scores pass the 0.001 threshold, the worst case for decoding
+- reference (issue): the authors' code 19.2 s per step, 13.4 GiB peak, 2.5 s per clip; targets <= 6 s at <= 6 GiB (bf16), <= 0.5 s per clip
 
-| precision | train step (s) | peak RSS (GiB) | inference (s/clip) | initial loss |
-|---|---:|---:|---:|---:|
-| fp32 | {fp32['train_step_s']:.2f} | {fp32['peak_rss_gib']:.2f} | {fp32['infer_s']:.3f} | {fp32['first_loss']:.5f} |
-| bf16 autocast | {bf16['train_step_s']:.2f} | {bf16['peak_rss_gib']:.2f} | {bf16['infer_s']:.3f} | {bf16['first_loss']:.5f} |
-
-- loss difference bf16 - fp32 on the same weights and batch: {bf16['first_loss'] - fp32['first_loss']:+.5f} ({100 * (bf16['first_loss'] - fp32['first_loss']) / fp32['first_loss']:+.3f} %)
+| variant | train step (s) | peak RSS (GiB) | forward (s/clip) | decode (s/clip) | inference (s/clip) | initial loss |
+|---|---:|---:|---:|---:|---:|---:|
+{rows}
 """
+    if "fp32" in results and "bf16" in results:
+        fp32, bf16 = results["fp32"]["first_loss"], results["bf16"]["first_loss"]
+        section += (f"\n- loss difference bf16 - fp32 on the same weights and batch: {bf16 - fp32:+.5f} "
+                    f"({100 * (bf16 - fp32) / fp32:+.3f} %)\n")
     with open(RESULTS, "a", encoding="utf-8") as f:
         f.write(section)
     print(section)

@@ -19,7 +19,8 @@ from egoasl.config import config_from_dict
 from egoasl.model.blocks import ChannelLayerNorm, MaskedConv1d, MaskedMHCA, PointwiseConv1d, masked_max_pool
 from egoasl.model.detector import MQDetector
 from egoasl.model.heads import ClsHead, RegHead
-from egoasl.model.relpos import relative_shift
+from egoasl.model import relpos
+from egoasl.model.relpos import RelPosGlobalLayer, relative_shift
 
 TOL = dict(rtol=0.0, atol=1e-10)
 
@@ -183,6 +184,22 @@ def test_relative_shift_gradient_matches_a_gather_reference():
         torch.testing.assert_close(got, want, **TOL)
 
 
+def test_rel_pos_layer_gives_the_same_result_one_head_at_a_time(monkeypatch):
+    torch.manual_seed(0)
+    layer = RelPosGlobalLayer(12, 3, inner=16, dropout=0.0).double()
+    _randomise(layer)
+    x = _channels_last(torch.randn(2, 12, 7, dtype=torch.float64)).requires_grad_()
+    mask = _mask([7, 4], 7)
+    params = [x, *layer.parameters()]
+    whole = layer(x, mask)
+    whole_grads = _grads(whole, params)
+    monkeypatch.setattr(relpos, "SCORE_ELEMENTS_PER_GROUP", 1)  # one head per group
+    grouped = layer(x, mask)
+    torch.testing.assert_close(grouped, whole, **TOL)
+    for got, want in zip(_grads(grouped, params), whole_grads):
+        torch.testing.assert_close(got, want, **TOL)
+
+
 # ----------------------------------------------------------------------------- heads and the whole pyramid
 
 
@@ -229,3 +246,29 @@ def test_pyramid_features_stay_channels_last_from_a_channels_first_input():
     masks = torch.arange(64)[None, :] < torch.tensor([64, 40])[:, None]
     levels, _ = model.pyramid(feats, masks)
     assert all(x.transpose(1, 2).is_contiguous() for x in levels)
+
+
+def test_grad_checkpoint_gives_the_plain_loss_and_gradients_with_dropout_on():
+    """Checkpointed blocks recompute in backward with the same dropout / drop-path draws."""
+    tree = {
+        "data": {"sources": [{"name": "a", "dim": 6, "proj_dim": 8}, {"name": "b", "dim": 10, "proj_dim": 8}]},
+        "model": {"num_classes": 3, "width": 16, "n_head": 2, "num_levels": 3, "rel_global_inner": 32,
+                  "dropout": 0.1, "droppath": 0.1, "rel_dropout": 0.1,
+                  "regression_ranges": [[0, 4], [2, 8], [4, 10000]]},
+    }
+    plain = MQDetector(config_from_dict(tree)).double().train()
+    tree["model"]["grad_checkpoint"] = True
+    checkpointed = MQDetector(config_from_dict(tree)).double().train()
+    checkpointed.load_state_dict(plain.state_dict())
+    feats = torch.randn(2, 16, 32, dtype=torch.float64)
+    masks = torch.arange(32)[None, :] < torch.tensor([32, 20])[:, None]
+    segments, labels = [torch.tensor([[2.0, 9.0]]), torch.tensor([[1.0, 6.0]])], [torch.tensor([1]), torch.tensor([2])]
+    results = []
+    for model in (plain, checkpointed):
+        torch.manual_seed(3)
+        loss = model.losses(model(feats, masks), segments, labels)["loss"]
+        loss.backward()
+        results.append((loss.detach(), [p.grad for p in model.parameters()]))
+    torch.testing.assert_close(results[1][0], results[0][0], **TOL)
+    for got, want in zip(results[1][1], results[0][1]):
+        torch.testing.assert_close(got, want, **TOL)

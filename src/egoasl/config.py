@@ -99,6 +99,9 @@ class ModelConfig:
     )
     center_sample: bool = True
     center_sample_radius: float = 1.5
+    # activation checkpointing of the stem and branch blocks in training: each keeps only its
+    # input and runs again in backward (less memory, more time; bench/RESULTS.md has both)
+    grad_checkpoint: bool = False
     # NLQ only
     text_layers: int = 5
     fusion_layers: int = 2

@@ -12,6 +12,9 @@ Data flow for ``feats (B, sum(dim), T)``, ``mask (B, 1, T)`` (release sizes in b
    XLNet) transforms level 0 before it enters the branch; level 0 itself stays the stem output;
 6. ``num_levels - 1`` stride-2 blocks, each output one more level (strides 2, 4, ...).
 
+With ``model.grad_checkpoint`` the stem and branch blocks are activation-checkpointed in
+training (see :meth:`Backbone._run`).
+
 Returns the list of ``(x_l, mask_l)`` per level, ``x_l (B, width, T / 2^l)``.
 """
 
@@ -22,6 +25,7 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from egoasl.config import ModelConfig, SourceConfig
 from egoasl.errors import EgoaslError
@@ -44,6 +48,7 @@ class Backbone(nn.Module):
         self.sources = [(s.name, s.dim) for s in sources]
         self.width = cfg.width
         self.use_abs_pe = cfg.use_abs_pe
+        self.grad_checkpoint = cfg.grad_checkpoint
         self.proj = nn.ModuleList(MaskedConv1d(s.dim, s.proj_dim, 1) for s in sources)
         n_in = sum(s.proj_dim for s in sources)
         self.embd = nn.ModuleList(
@@ -88,12 +93,22 @@ class Backbone(nn.Module):
             pe = sinusoid_table(x.shape[-1], self.width, device=x.device).to(x.dtype)  # (width, T)
             x = x + pe[None] / math.sqrt(self.width) * mask.to(x.dtype)
         for block in self.stem:
-            x, mask = block(x, mask)
+            x, mask = self._run(block, x, mask)
         feats, masks = [x], [mask]
         if self.rel_layer is not None:
             x = self.rel_layer(x, mask)
         for block in self.branch:
-            x, mask = block(x, mask)
+            x, mask = self._run(block, x, mask)
             feats.append(x)
             masks.append(mask)
         return feats, masks
+
+    def _run(self, block: TransformerBlock, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        """One block; with ``grad_checkpoint`` it keeps only its inputs for backward and runs again there.
+
+        The recomputation restores the RNG and autocast state, so it draws the same dropout
+        masks: gradients are those of the plain run.
+        """
+        if self.grad_checkpoint and self.training and torch.is_grad_enabled():
+            return checkpoint(block, x, mask, use_reentrant=False)
+        return block(x, mask)

@@ -45,6 +45,14 @@ def relative_shift(full: Tensor) -> Tensor:
     return full.as_strided((B, H, T, T), (H * T * R, T * R, R - 1, 1), full.storage_offset() + T - 1)
 
 
+SCORE_ELEMENTS_PER_GROUP = 2**22
+"""Position-score elements ``B·h·T·(2T-1)`` computed at once: heads go in groups of this size.
+
+At the release size (B 2, T 1024) that is one head at a time; a group's tensors then stay
+under glibc's 32 MB mmap limit, so they are recycled from step to step instead of being
+mapped and page-faulted afresh, and the layer's transient memory is 1/16 of the full size."""
+
+
 class RelPosGlobalLayer(nn.Module):
     """One bidirectional Transformer-XL style layer over all valid steps.
 
@@ -89,17 +97,24 @@ class RelPosGlobalLayer(nn.Module):
         h = self.drop(x.transpose(1, 2))  # (B, T, C)
         pos = self.drop(self._position_table(T, x.device, h.dtype))  # (2T-1, C)
         scale = 1.0 / math.sqrt(d)
-        q = self.q(h).view(B, T, H, d)
+        q = self.q(h).view(B, T, H, d).transpose(1, 2)  # (B, H, T, d)
         k = self.k(h).view(B, T, H, d).permute(0, 2, 3, 1)  # (B, H, d, T)
         v = self.v(h).view(B, T, H, d).transpose(1, 2)  # (B, H, T, d)
         r = self.r(pos).view(2 * T - 1, H, d).permute(1, 2, 0)  # (H, d, 2T-1)
-        # plain batched matmuls on strided views (no einsum copies); the (B, H, T, T) score is
-        # then built in place: content + position, masked, and only the probabilities are kept
-        score = ((q + self.r_w_bias) * scale).transpose(1, 2) @ k  # (B, H, T, T) content
-        score += relative_shift(((q + self.r_r_bias) * scale).transpose(1, 2) @ r)  # + position
-        score.masked_fill_(~mask[:, :, None, :], torch.finfo(score.dtype).min)
-        prob = self.drop(score.softmax(dim=-1))
-        attn = (prob @ v).transpose(1, 2).reshape(B, T, C)  # (B, T, C)
+        q_content = (q + self.r_w_bias[:, None]) * scale
+        q_position = (q + self.r_r_bias[:, None]) * scale
+        key_mask = ~mask[:, :, None, :]  # (B, 1, 1, T), True at padded keys
+        # a few heads at a time: the (B, h, T, 2T-1) position scores of a group stay small, so
+        # the transient memory of the layer (forward and backward) is a fraction of the full size
+        group = max(1, SCORE_ELEMENTS_PER_GROUP // (B * T * (2 * T - 1)))
+        heads = []
+        for g in range(0, H, group):
+            sl = slice(g, g + group)
+            score = q_content[:, sl] @ k[:, sl]  # (B, h, T, T) content
+            score += relative_shift(q_position[:, sl] @ r[sl])  # + position
+            score.masked_fill_(key_mask, torch.finfo(score.dtype).min)
+            heads.append(self.drop(score.softmax(dim=-1)) @ v[:, sl])  # (B, h, T, d)
+        attn = torch.cat(heads, dim=1).transpose(1, 2).reshape(B, T, C)  # (B, T, C)
         a = self.norm_attn(h + self.drop(self.o(attn)))
         out = self.norm_ff(a + self.drop(self.ff2(self.drop(F.gelu(self.ff1(a))))))
         out = self.drop(out).transpose(1, 2)  # (B, C, T)
