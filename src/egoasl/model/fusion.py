@@ -23,7 +23,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from egoasl.model.blocks import ChannelLayerNorm, DropPath
+from egoasl.model.blocks import ChannelLayerNorm, DropPath, PointwiseConv1d
 
 
 class CrossAttention(nn.Module):
@@ -33,10 +33,10 @@ class CrossAttention(nn.Module):
         super().__init__()
         self.n_head = n_head
         self.head_dim = width // n_head
-        self.query = nn.Conv1d(width, width, 1)
-        self.key = nn.Conv1d(width, width, 1)
-        self.value = nn.Conv1d(width, width, 1)
-        self.proj = nn.Conv1d(width, width, 1)
+        self.query = PointwiseConv1d(width, width)
+        self.key = PointwiseConv1d(width, width)
+        self.value = PointwiseConv1d(width, width)
+        self.proj = PointwiseConv1d(width, width)
         self.attn_drop = nn.Dropout(attn_dropout)
         self.proj_drop = nn.Dropout(proj_dropout)
 
@@ -69,8 +69,8 @@ class CrossModalLayer(nn.Module):
         self.attn = CrossAttention(width, n_head, proj_dropout=dropout)
         self.ffn_norm = ChannelLayerNorm(width)
         self.ffn = nn.Sequential(
-            nn.Conv1d(width, 4 * width, 1), nn.GELU(), nn.Dropout(dropout),
-            nn.Conv1d(4 * width, width, 1), nn.Dropout(dropout),
+            PointwiseConv1d(width, 4 * width), nn.GELU(), nn.Dropout(dropout),
+            PointwiseConv1d(4 * width, width), nn.Dropout(dropout),
         )
         self.drop_path = DropPath(droppath)
 
