@@ -25,3 +25,18 @@ def tiny_data(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("tiny_data")
     generate_synthetic(root, seed=0, scale="tiny", videos=10)
     return root
+
+
+def clip_feature_files(data_root: Path, clip, out_dir: Path) -> list[Path]:
+    """One clip's feature files in the tiny configs' source order (egovlp, slowfast, omnivore),
+    with the per-video sources sliced to the clip: what a user passes to `predict --features`."""
+    from egoasl.data.features import load_feature_file, slice_video_features
+
+    feats = data_root / "features"
+    files = [feats / "egovlp" / f"{clip.clip_uid}.pt"]
+    for name in ("slowfast", "omnivore"):
+        rows, _ = slice_video_features(load_feature_file(feats / name / f"{clip.video_uid}.pt"),
+                                       clip.video_start_sec, clip.video_end_sec)
+        torch.save(rows, out_dir / f"{name}.pt")
+        files.append(out_dir / f"{name}.pt")
+    return files

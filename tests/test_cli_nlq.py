@@ -8,7 +8,7 @@ from egoasl.cli import main
 from egoasl.data.ego4d import load_nlq_annotations
 from egoasl.io.submission import errors_only, validate_nlq_submission
 
-from conftest import TESTS
+from conftest import TESTS, clip_feature_files
 
 CONFIG = TESTS / "configs" / "tiny_nlq.yaml"
 
@@ -59,17 +59,8 @@ def test_answer_one_question_on_one_clip(tiny_data, tmp_path, capsys):
     assert main(["train", str(CONFIG), f"data.root={tiny_data}", "train.epochs=1", "train.eval_start_epoch=-1",
                  "--run", str(run), "--no-progress"]) == 0
     query = load_nlq_annotations(tiny_data / "annotations" / "nlq_val.json").queries[0]
-    feats = tiny_data / "features"
-    from egoasl.data.features import load_feature_file, slice_video_features
-    import torch
-
-    files = [feats / "egovlp" / f"{query.clip_uid}.pt"]
-    for name in ("slowfast", "omnivore"):
-        rows, _ = slice_video_features(load_feature_file(feats / name / f"{query.video_uid}.pt"),
-                                       query.video_start_sec, query.video_end_sec)
-        torch.save(rows, tmp_path / f"{name}.pt")
-        files.append(tmp_path / f"{name}.pt")
-    tokens = feats / "text" / query.clip_uid / f"{query.annotation_uid}_{query.query_idx}.pt"
+    files = clip_feature_files(tiny_data, query, tmp_path)
+    tokens = tiny_data / "features" / "text" / query.clip_uid / f"{query.annotation_uid}_{query.query_idx}.pt"
     out = tmp_path / "answer.json"
     capsys.readouterr()
     assert main(["predict", str(run), "--checkpoint", "last", "--features", *map(str, files),

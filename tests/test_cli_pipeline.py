@@ -11,7 +11,7 @@ from egoasl.cli import main
 from egoasl.io.submission import validate_mq_submission
 from egoasl.data.ego4d import load_mq_annotations
 
-from conftest import TINY_MQ_CONFIG
+from conftest import TINY_MQ_CONFIG, clip_feature_files
 
 
 @pytest.fixture(scope="module")
@@ -55,16 +55,7 @@ def test_predict_test_split_without_annotations(two_runs):
 
 def test_predict_one_video_from_feature_files(two_runs, tiny_data, tmp_path):
     clip = load_mq_annotations(tiny_data / "annotations" / "moments_val.json").split("val")[0]
-    feats = tiny_data / "features"
-    # a whole video, given as per-clip files: slice the per-video sources to the clip ourselves
-    from egoasl.data.features import load_feature_file, slice_video_features
-
-    files = [feats / "egovlp" / f"{clip.clip_uid}.pt"]
-    for name in ("slowfast", "omnivore"):
-        rows, _ = slice_video_features(load_feature_file(feats / name / f"{clip.video_uid}.pt"),
-                                       clip.video_start_sec, clip.video_end_sec)
-        torch.save(rows, tmp_path / f"{name}.pt")
-        files.append(tmp_path / f"{name}.pt")
+    files = clip_feature_files(tiny_data, clip, tmp_path)
     out = tmp_path / "moments.csv"
     code = main(["predict", str(two_runs / "a"), "--features", *map(str, files), "--duration", str(clip.duration),
                  "--out", str(out), "--plot", str(tmp_path / "t.png"), "--top", "20",

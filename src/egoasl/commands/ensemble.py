@@ -66,12 +66,12 @@ def _member_raw(run_dir: Path, args, device) -> tuple[dict, list[str]]:
 
 
 def _ensemble_mq(args) -> int:
+    from egoasl.engine.annotations import mq_clips
     from egoasl.engine.distributed import DistInfo, resolve_device
     from egoasl.engine.ensemble import mean_raw_outputs
     from egoasl.engine.runs import load_run
     from egoasl.engine.task import EvalResult
     from egoasl.metrics.mq import evaluate_mq
-    from egoasl.engine.annotations import mq_clips
 
     device = resolve_device(args.device, DistInfo())
     members = [_member_raw(run_dir, args, device) for run_dir in args.members]

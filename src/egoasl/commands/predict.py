@@ -101,22 +101,15 @@ def _clip_inputs(args, cfg) -> tuple[torch.Tensor, torch.Tensor, dict]:
     return feats, masks, {"grid_step": clip.grid.step, "grid_offset": clip.grid.offset, "duration": duration}
 
 
-def _raw_outputs(out) -> dict:
-    return {
-        "cls_logits": [x[0].float().cpu() for x in out.cls_logits],
-        "offsets": [x[0].float().cpu() for x in out.offsets],
-        "masks": [x[0].cpu() for x in out.masks],
-        "points": out.points.cpu(),
-    }
-
-
 def _predict_features(args, cfg, task, model, device) -> int:
+    from egoasl.engine.ensemble import raw_output_of
+
     feats, masks, meta = _clip_inputs(args, cfg)
     if cfg.data.task == "nlq":
         return _answer_query(args, cfg, task, model, device, feats, masks, meta)
     with torch.no_grad():
         out = model(feats.to(device), masks.to(device))
-    moments = task.decode(_raw_outputs(out), meta)
+    moments = task.decode(raw_output_of(out, 0), meta)
     if args.top > 0:
         moments = moments[: args.top]
     duration = meta["duration"]
@@ -154,11 +147,13 @@ def _query_tokens(args, cfg) -> torch.Tensor:
 
 
 def _answer_query(args, cfg, task, model, device, feats, masks, meta) -> int:
+    from egoasl.engine.ensemble import raw_output_of
+
     tokens = _query_tokens(args, cfg)
     text_masks = torch.ones(1, tokens.shape[0], dtype=torch.bool)
     with torch.no_grad():
         out = model(feats.to(device), masks.to(device), tokens[None].to(device), text_masks.to(device))
-    windows = task.decode(_raw_outputs(out), meta)
+    windows = task.decode(raw_output_of(out, 0), meta)
     answer = {
         "query": args.query or str(args.query_features),
         "duration": meta["duration"],

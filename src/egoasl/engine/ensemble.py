@@ -24,8 +24,6 @@ unpickles anything.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -35,6 +33,7 @@ from safetensors.torch import save_file
 from torch import Tensor
 
 from egoasl.errors import DataError, EgoaslError
+from egoasl.io.atomic import write_atomic
 
 FORMAT = "egoasl-raw-outputs"
 VERSION = 1
@@ -118,17 +117,18 @@ def save_raw_outputs(path: str | Path, outputs: Mapping[str, Mapping], metadata:
         clips[uid] = {"levels": levels, **({"meta": dict(raw["meta"])} if "meta" in raw else {})}
     header = {"format": FORMAT, "version": VERSION, "clips": clips, "metadata": dict(metadata or {})}
     text = json.dumps(header)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata={_META_KEY: text})
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, lambda tmp: save_file(tensors, str(tmp), metadata={_META_KEY: text}))
+
+
+def raw_output_of(out, index: int) -> dict:
+    """Batch item ``index`` of a model output (:class:`DetectorOutput` or its NLQ subclass) as a
+    raw-output dict on the CPU: per-level float32 ``cls_logits``/``offsets``, ``masks``, ``points``."""
+    return {
+        "cls_logits": [x[index].float().cpu() for x in out.cls_logits],
+        "offsets": [x[index].float().cpu() for x in out.offsets],
+        "masks": [x[index].cpu() for x in out.masks],
+        "points": out.points.cpu(),
+    }
 
 
 def _own(tensor: Tensor) -> Tensor:

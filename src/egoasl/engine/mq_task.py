@@ -16,6 +16,7 @@ from egoasl.data.taxonomy import Taxonomy
 from egoasl.data.timegrid import TimeGrid
 from egoasl.engine.annotations import data_path, mq_clips
 from egoasl.engine.decode import decode_clip, to_seconds
+from egoasl.engine.ensemble import raw_output_of
 from egoasl.engine.task import EvalResult
 from egoasl.errors import EgoaslError
 from egoasl.io.atomic import write_text_atomic
@@ -95,12 +96,7 @@ class MQTask:
             with autocast():
                 out = model(batch["feats"].to(device), batch["masks"].to(device))
             for b, meta in enumerate(batch["meta"]):
-                per_clip = {
-                    "cls_logits": [x[b].float().cpu() for x in out.cls_logits],
-                    "offsets": [x[b].float().cpu() for x in out.offsets],
-                    "masks": [x[b].cpu() for x in out.masks],
-                    "points": out.points.cpu(),
-                }
+                per_clip = raw_output_of(out, b)
                 detections[meta["clip_uid"]] = self.decode(per_clip, meta)
                 if keep_raw:
                     raw[meta["clip_uid"]] = {**per_clip, "meta": _json_meta(meta)}

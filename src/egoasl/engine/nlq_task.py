@@ -27,13 +27,9 @@ from egoasl.data.features import ClipFeatureLoader
 from egoasl.data.timegrid import TimeGrid
 from egoasl.engine.annotations import data_path, nlq_queries
 from egoasl.engine.decode import decode_clip, to_seconds
+from egoasl.engine.ensemble import raw_output_of
 from egoasl.engine.mq_task import EpochConcat
-from egoasl.engine.nlq_merge import (
-    NLQPredictions,
-    ScoredWindow,
-    prediction_entries,
-    write_nlq_predictions,
-)
+from egoasl.engine.nlq_merge import NLQPredictions, ScoredWindow, prediction_entries, write_nlq_predictions
 from egoasl.engine.task import EvalResult
 from egoasl.io.atomic import write_text_atomic
 from egoasl.metrics.nlq import evaluate_nlq
@@ -91,12 +87,7 @@ class NLQTask:
                 out = model(batch["feats"].to(device), batch["masks"].to(device),
                             batch["text"].to(device), batch["text_masks"].to(device))
             for b, meta in enumerate(batch["meta"]):
-                raw = {
-                    "cls_logits": [x[b].float().cpu() for x in out.cls_logits],
-                    "offsets": [x[b].float().cpu() for x in out.offsets],
-                    "masks": [x[b].cpu() for x in out.masks],
-                    "points": out.points.cpu(),
-                }
+                raw = raw_output_of(out, b)
                 predictions[(meta["clip_uid"], meta["annotation_uid"], meta["query_idx"])] = self.decode(raw, meta)
         return predictions
 

@@ -35,6 +35,8 @@ def write_text_atomic(path: str | Path, text: str) -> None:
 
 
 def write_atomic(path: str | Path, writer: Callable[[Path], None]) -> None:
-    """Call ``writer(tmp_path)`` and move the result onto ``path`` atomically."""
+    """Call ``writer(tmp_path)``, flush the file to disk and move it onto ``path`` atomically."""
     with atomic_path(path) as tmp:
         writer(tmp)
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
