@@ -31,6 +31,7 @@ from tqdm import tqdm
 from egoasl.config import Config, dump_config
 from egoasl.engine import distributed
 from egoasl.engine.ema import ModelEMA
+from egoasl.engine.host_memory import keep_freed_heap_memory
 from egoasl.engine.schedule import lr_at
 from egoasl.engine.task import EvalResult, Task
 from egoasl.errors import EgoaslError
@@ -159,6 +160,8 @@ def train(
     info = distributed.from_environment()
     device = distributed.resolve_device(cfg.train.device, info)
     distributed.init(info, device)
+    if device.type == "cpu":
+        keep_freed_heap_memory()  # no page faults on re-allocated activations (engine.host_memory)
     if cfg.train.threads > 0:
         torch.set_num_threads(cfg.train.threads)
     run_dir = Path(run_dir)
