@@ -153,8 +153,8 @@ def main() -> None:
         print(variant, results[variant], flush=True)
     load_after = os.getloadavg()[0]
     any_result = next(iter(results.values()))
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-               platform.processor())
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+        cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), platform.processor())
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     rows = "\n".join(
         f"| {v} | {r['train_step_s']:.2f} | {r['page_faults_per_step']} | {r['peak_rss_gib']:.2f} | {r['forward_s']:.3f} "

@@ -16,13 +16,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from egoasl.config import config_from_dict
+from egoasl.model import relpos
 from egoasl.model.blocks import ChannelLayerNorm, MaskedConv1d, MaskedMHCA, PointwiseConv1d, masked_max_pool
 from egoasl.model.detector import MQDetector
 from egoasl.model.heads import ClsHead, RegHead
-from egoasl.model import relpos
 from egoasl.model.relpos import RelPosGlobalLayer, relative_shift
 
-TOL = dict(rtol=0.0, atol=1e-10)
+TOL = {"rtol": 0.0, "atol": 1e-10}
 
 
 def _mask(lengths: list[int], T: int) -> Tensor:
