@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from common import cpu_model
 
 from egoasl.data.records import MQClip, MQInstance
 from egoasl.metrics.mq import evaluate_mq
@@ -98,16 +99,8 @@ def best_of(repeat: int, fn) -> tuple[float, object]:
 
 
 def machine() -> str:
-    """``nproc`` and the CPU model from /proc/cpuinfo (when readable)."""
-    model = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} CPUs (nproc {len(os.sched_getaffinity(0))}), {model}"
+    """``nproc`` and the CPU model."""
+    return f"{os.cpu_count()} CPUs (nproc {len(os.sched_getaffinity(0))}), {cpu_model()}"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -30,12 +30,13 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from common import cpu_model, training_step
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 VARIANTS = {"fp32": ("none", False), "bf16": ("bf16", False), "bf16-ckpt": ("bf16", True)}
@@ -78,16 +79,12 @@ def measure(variant: str, steps: int, clips: int, preset: str) -> dict:
         labels.append(torch.randint(0, cfg.model.num_classes, (10,), generator=gen))
     autocast = autocast_context(amp, device)
 
-    def step() -> float:
-        optimizer.zero_grad(set_to_none=True)
+    def losses() -> dict:
         with autocast():
             out = model(feats, masks)
-        losses = model.losses(out, segments, labels)
-        losses["loss"].backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.clip_grad_norm)
-        optimizer.step()
-        ema.update(model)
-        return float(losses["loss"].detach())
+        return model.losses(out, segments, labels)
+
+    step = training_step(model, optimizer, ema, losses, cfg.train.clip_grad_norm)
 
     model.train()
     first_loss = step()  # warm-up: kernels, optimizer state
@@ -153,8 +150,7 @@ def main() -> None:
         print(variant, results[variant], flush=True)
     load_after = os.getloadavg()[0]
     any_result = next(iter(results.values()))
-    with open("/proc/cpuinfo", encoding="utf-8") as f:
-        cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), platform.processor())
+    cpu = cpu_model()
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     rows = "\n".join(
         f"| {v} | {r['train_step_s']:.2f} | {r['page_faults_per_step']} | {r['peak_rss_gib']:.2f} | {r['forward_s']:.3f} "

@@ -17,12 +17,13 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from common import cpu_model, training_step
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 VALID_STEPS = 900
@@ -36,16 +37,18 @@ def measure(amp: str, steps: int, queries: int, preset: str, batch: int) -> dict
     from egoasl.data.timegrid import OFFICIAL_FEATURE_STEP, TimeGrid
     from egoasl.engine.decode import decode_clip, to_seconds
     from egoasl.engine.ema import ModelEMA
+    from egoasl.engine.host_memory import keep_freed_heap_memory
+    from egoasl.engine.train import autocast_context, make_optimizer
     from egoasl.model.grounder import NLQGrounder
-    from egoasl.model.param_groups import param_groups
 
+    keep_freed_heap_memory()  # as the trainer does on CPU
     torch.manual_seed(0)
     cfg = load_config(preset)
     channels = sum(s.dim for s in cfg.data.sources)
     T = cfg.data.max_seq_len
     model = NLQGrounder(cfg)
     ema = ModelEMA(model, cfg.train.ema_decay)
-    optimizer = torch.optim.AdamW(param_groups(model, cfg.train.weight_decay, cfg.asl.wd_on_gauss), lr=cfg.train.lr)
+    optimizer = make_optimizer(model, cfg, torch.device("cpu"))
     gen = torch.Generator().manual_seed(1)
     masks = torch.zeros(batch, T, dtype=torch.bool)
     masks[:, :VALID_STEPS] = True
@@ -56,18 +59,14 @@ def measure(amp: str, steps: int, queries: int, preset: str, batch: int) -> dict
     starts = torch.rand(batch, generator=gen) * (VALID_STEPS - 20)
     segments = [torch.tensor([[float(s), float(s) + 15.0]]) for s in starts]
     labels = [torch.zeros(1, dtype=torch.long) for _ in range(batch)]
-    ctx = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if amp == "bf16" else (lambda: torch.autocast("cpu", enabled=False))
+    ctx = autocast_context("bf16" if amp == "bf16" else "none", torch.device("cpu"))
 
-    def step() -> float:
+    def losses() -> dict:
         with ctx():
             out = model(feats, masks, text, text_masks)
-        losses = model.losses(out, segments, labels)
-        optimizer.zero_grad(set_to_none=True)
-        losses["loss"].backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.clip_grad_norm)
-        optimizer.step()
-        ema.update(model)
-        return float(losses["loss"].detach())
+        return model.losses(out, segments, labels)
+
+    step = training_step(model, optimizer, ema, losses, cfg.train.clip_grad_norm)
 
     model.train()
     first_loss = step()  # warm-up (allocations, kernels)
@@ -118,8 +117,7 @@ def main() -> None:
         results[amp] = json.loads(out.strip().splitlines()[-1])
         print(amp, results[amp], flush=True)
     fp32, bf16 = results["fp32"], results["bf16"]
-    with open("/proc/cpuinfo", encoding="utf-8") as info:
-        cpu = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), platform.processor())
+    cpu = cpu_model()
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     section = f"""
 ## NLQ grounder speed (`bench/bench_nlq.py`), {now}

@@ -26,13 +26,13 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import platform
 import statistics
 import sys
 import time
 from pathlib import Path
 
 import torch
+from common import cpu_model
 
 from egoasl.engine.nms import soft_nms
 
@@ -80,16 +80,6 @@ def time_case(name: str, repeats: int) -> dict:
             kept.append(out.scores.numel())
     return {"name": name, "median": statistics.median(times), "min": min(times), "max": max(times),
             "kept": statistics.median(kept)}
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def record(rows: list[dict], command: str) -> None:

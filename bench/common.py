@@ -1,0 +1,42 @@
+"""Pieces every benchmark shares: the machine's CPU model and the trainer's step order.
+
+Benchmarks run as scripts (``python bench/<name>.py``), so this folder is on ``sys.path``.
+"""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Callable
+from pathlib import Path
+
+
+def cpu_model() -> str:
+    """The CPU model from /proc/cpuinfo, or what ``platform`` knows when that is not readable."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def training_step(model, optimizer, ema, losses: Callable[[], dict], clip_grad_norm: float) -> Callable[[], float]:
+    """One optimisation step in the trainer's order; returns the loss.
+
+    Gradients are freed before the forward (as ``egoasl.engine.train`` does, so they never
+    coexist with the activations), then ``losses()`` (forward + loss dict), backward,
+    clipping, the optimizer step and the EMA update.
+    """
+    import torch
+
+    def step() -> float:
+        optimizer.zero_grad(set_to_none=True)
+        values = losses()
+        values["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm)
+        optimizer.step()
+        ema.update(model)
+        return float(values["loss"].detach())
+
+    return step
