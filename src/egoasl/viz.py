@@ -10,6 +10,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from egoasl.metrics.plots import save_figure  # noqa: E402
+
 
 def plot_timeline(
     path: str | Path,
@@ -53,9 +55,7 @@ def plot_timeline(
     legend = "bars: predictions (colour = score)" + ("; red outlines: ground truth" if ground_truth else "")
     ax.set_title(f"{title}\n{legend}" if title else legend, fontsize=9)
     fig.colorbar(plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(0, 1)), ax=ax, label="score", pad=0.01)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    try:
+        return save_figure(fig, path, dpi=110)
+    finally:
+        plt.close(fig)

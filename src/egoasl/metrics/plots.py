@@ -46,12 +46,17 @@ def plot_per_class_ap(result: MQResult, path: str | Path, tiou: float | None = N
         ax.axvline(mean, color="tab:red", linestyle="--", label=f"mean {mean:.2f}")
         ax.set_title(title)
         ax.legend(loc="lower right")
-        fig.tight_layout()
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=120)
+        return save_figure(fig, path)
     finally:
         plt.close(fig)
+
+
+def save_figure(fig, path: str | Path, dpi: int = 120) -> Path:
+    """Lay out ``fig`` and write it as a PNG (folders created); the caller closes it."""
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
     return path
 
 
@@ -70,13 +75,9 @@ def plot_pr_curves(result: MQResult, path: str | Path) -> Path:
         ax.grid(alpha=0.3)
         ax.legend(loc="upper right", fontsize=8)
         ax.set_title("Precision / recall, detections ranked by score")
-        fig.tight_layout()
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=120)
+        return save_figure(fig, path)
     finally:
         plt.close(fig)
-    return path
 
 
 def save_mq_plots(result: MQResult, folder: str | Path) -> list[Path]:
