@@ -6,7 +6,11 @@ Each variant runs in its own process, so that its peak memory (max RSS) is its o
 
 - ``fp32``: no autocast;
 - ``bf16``: bfloat16 autocast, the setting these machines train with (``train.amp: bf16``);
-- ``bf16-ckpt``: bf16 with ``model.grad_checkpoint`` (stem and branch blocks recomputed in backward).
+- ``bf16-ckpt``: bf16 with ``model.grad_checkpoint`` (stem and branch blocks recomputed in backward);
+- ``fp16``: float16 autocast with the trainer's GradScaler (CUDA only).
+
+``--device cuda`` runs the same measurements on a GPU; peak memory is then the GPU's
+(``torch.cuda.max_memory_allocated``) and every timing ends with a synchronisation.
 
 The training step is the trainer's (:func:`egoasl.engine.train.train`), with its allocator
 setting (:mod:`egoasl.engine.host_memory`): gradients freed, forward + losses, backward,
@@ -22,6 +26,7 @@ work running, OpenMP threads wait for each other and every timing inflates.
 
     python bench/bench_mq.py                      # all variants, appends a section to bench/RESULTS.md
     python bench/bench_mq.py --variants bf16      # one variant
+    python bench/bench_mq.py --device cuda --variants fp32,bf16,fp16 --results OUT.md   # on a GPU
 """
 
 from __future__ import annotations
@@ -39,14 +44,14 @@ from pathlib import Path
 from common import cpu_model, training_step
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
-VARIANTS = {"fp32": ("none", False), "bf16": ("bf16", False), "bf16-ckpt": ("bf16", True)}
+VARIANTS = {"fp32": ("none", False), "bf16": ("bf16", False), "bf16-ckpt": ("bf16", True), "fp16": ("fp16", False)}
 
 
 def median(values: list[float]) -> float:
     return sorted(values)[len(values) // 2]
 
 
-def measure(variant: str, steps: int, clips: int, preset: str) -> dict:
+def measure(variant: str, steps: int, clips: int, preset: str, device_name: str) -> dict:
     import torch
 
     from egoasl.config import load_config
@@ -58,33 +63,40 @@ def measure(variant: str, steps: int, clips: int, preset: str) -> dict:
     from egoasl.model.detector import MQDetector
 
     amp, grad_checkpoint = VARIANTS[variant]
-    keep_freed_heap_memory()  # as the trainer does on CPU
+    device = torch.device(device_name)
+    cuda = device.type == "cuda"
+    if not cuda:
+        keep_freed_heap_memory()  # as the trainer does on CPU
     torch.manual_seed(0)
     cfg = load_config(preset)
     cfg.model.grad_checkpoint = grad_checkpoint
-    device = torch.device("cpu")
     channels = sum(s.dim for s in cfg.data.sources)
     T, B = cfg.data.max_seq_len, cfg.train.batch_size
-    model = MQDetector(cfg)
+    model = MQDetector(cfg).to(device)
     ema = ModelEMA(model, cfg.train.ema_decay)
     optimizer = make_optimizer(model, cfg, device)
-    feats = torch.randn(B, channels, T)
-    masks = torch.ones(B, T, dtype=torch.bool)
+    feats = torch.randn(B, channels, T).to(device)
+    masks = torch.ones(B, T, dtype=torch.bool, device=device)
     gen = torch.Generator().manual_seed(1)
     segments, labels = [], []
     for _ in range(B):
         start = torch.rand(10, generator=gen) * (T - 64)
         length = torch.exp(torch.rand(10, generator=gen) * 5.5)
-        segments.append(torch.stack([start, (start + length).clamp(max=T - 1)], 1))
-        labels.append(torch.randint(0, cfg.model.num_classes, (10,), generator=gen))
+        segments.append(torch.stack([start, (start + length).clamp(max=T - 1)], 1).to(device))
+        labels.append(torch.randint(0, cfg.model.num_classes, (10,), generator=gen).to(device))
     autocast = autocast_context(amp, device)
+    scaler = torch.amp.GradScaler("cuda") if amp == "fp16" else None
+
+    def sync() -> None:
+        if cuda:
+            torch.cuda.synchronize(device)
 
     def losses() -> dict:
         with autocast():
             out = model(feats, masks)
         return model.losses(out, segments, labels)
 
-    step = training_step(model, optimizer, ema, losses, cfg.train.clip_grad_norm)
+    step = training_step(model, optimizer, ema, losses, cfg.train.clip_grad_norm, scaler)
 
     model.train()
     first_loss = step()  # warm-up: kernels, optimizer state
@@ -97,6 +109,7 @@ def measure(variant: str, steps: int, clips: int, preset: str) -> dict:
         times.append(time.perf_counter() - tic)
         faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
     train_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    train_gpu = torch.cuda.max_memory_allocated(device) / 2**30 if cuda else None
 
     model.eval()
     grid = TimeGrid.resized(480.0, T)
@@ -107,10 +120,12 @@ def measure(variant: str, steps: int, clips: int, preset: str) -> dict:
             with autocast():
                 out = model(feats[:1], masks[:1])
             logits = [x[0].float() for x in out.cls_logits]
+            sync()
             toc = time.perf_counter()
             det = decode_clip(logits, [x[0].float() for x in out.offsets], [x[0] for x in out.masks], out.points,
                               cfg.test, cfg.model.num_classes)
             to_seconds(det, grid)
+            sync()
             if i:
                 forward_s.append(toc - tic)
                 decode_s.append(time.perf_counter() - toc)
@@ -122,6 +137,7 @@ def measure(variant: str, steps: int, clips: int, preset: str) -> dict:
         "infer_s": median([f + d for f, d in zip(forward_s, decode_s)]), "candidates": candidates,
         "scores": sum(x.shape[1] * x.shape[2] for x in out.cls_logits), "infer_clips": clips,
         "params": sum(p.numel() for p in model.parameters() if p.requires_grad), "threads": torch.get_num_threads(),
+        "device": torch.cuda.get_device_name(device) if cuda else "cpu", "peak_gpu_gib": train_gpu,
     }
 
 
@@ -131,20 +147,24 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=4, help="timed training steps (after two warm-up steps)")
     parser.add_argument("--clips", type=int, default=5, help="timed inference clips (after one warm-up clip)")
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, from {', '.join(VARIANTS)}")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="markdown file the section is appended to")
     parser.add_argument("--child", choices=list(VARIANTS), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(measure(args.child, args.steps, args.clips, args.preset)))
+        print(json.dumps(measure(args.child, args.steps, args.clips, args.preset, args.device)))
         return
     variants = args.variants.split(",")
     unknown = set(variants) - set(VARIANTS)
     if unknown:
         parser.error(f"unknown variants {sorted(unknown)}; choose from {', '.join(VARIANTS)}")
+    if "fp16" in variants and not args.device.startswith("cuda"):
+        parser.error("the fp16 variant needs --device cuda (fp16 autocast with a GradScaler is a GPU setting)")
     load_before = os.getloadavg()[0]
     results = {}
     for variant in variants:
         cmd = [sys.executable, __file__, "--child", variant, "--preset", args.preset, "--steps", str(args.steps),
-               "--clips", str(args.clips)]
+               "--clips", str(args.clips), "--device", args.device]
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
         results[variant] = json.loads(out.strip().splitlines()[-1])
         print(variant, results[variant], flush=True)
@@ -152,22 +172,25 @@ def main() -> None:
     any_result = next(iter(results.values()))
     cpu = cpu_model()
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    gpu = any_result["device"] if args.device.startswith("cuda") else None
+    memory = "peak GPU memory allocated (GiB)" if gpu else "peak RSS (GiB)"
     rows = "\n".join(
-        f"| {v} | {r['train_step_s']:.2f} | {r['page_faults_per_step']} | {r['peak_rss_gib']:.2f} | {r['forward_s']:.3f} "
+        f"| {v} | {r['train_step_s']:.3f} | {r['page_faults_per_step']} "
+        f"| {r['peak_gpu_gib'] if gpu else r['peak_rss_gib']:.2f} | {r['forward_s']:.3f} "
         f"| {r['decode_s']:.3f} | {r['infer_s']:.3f} | {r['first_loss']:.5f} |"
         for v, r in results.items()
     )
     section = f"""
 ## MQ detector speed (`bench/bench_mq.py`), {now}
 
-- machine: {os.cpu_count()} CPUs, {cpu}; torch threads {any_result['threads']}; 1-min load average {load_before:.2f} before, {load_after:.2f} after (shared machine)
-- command: `python bench/bench_mq.py --preset {args.preset} --steps {args.steps} --clips {args.clips} --variants {args.variants}`
+- machine: {f"GPU {gpu}; host " if gpu else ""}{os.cpu_count()} CPUs, {cpu}; torch threads {any_result['threads']}; 1-min load average {load_before:.2f} before, {load_after:.2f} after (shared machine)
+- command: `python bench/bench_mq.py --preset {args.preset} --steps {args.steps} --clips {args.clips} --variants {args.variants} --device {args.device}`
 - model: {args.preset}, {any_result['params'] / 1e6:.2f}M trained parameters; batch 2 x 5120 channels x 1024 steps, random inputs, 10 GT per clip
 - training step = the trainer's: free gradients, forward + losses, backward, clip, fused AdamW, EMA (median of {args.steps} after two warm-up steps); peak RSS = max resident memory of the variant's process
 - inference = one clip at batch 1: forward, then decode (top-k, Soft-NMS, seconds), medians of {args.clips}; the model has only taken the bench's training steps, so {any_result['candidates']} of {any_result['scores']} (point, class) scores pass the 0.001 threshold, the worst case for decoding
-- reference (issue): the authors' code 19.2 s per step, 13.4 GiB peak, 2.5 s per clip; targets <= 6 s at <= 6 GiB (bf16), <= 0.5 s per clip
+- reference (issue, on the 2-core CPU): the authors' code 19.2 s per step, 13.4 GiB peak, 2.5 s per clip; targets <= 6 s at <= 6 GiB (bf16), <= 0.5 s per clip
 
-| variant | train step (s) | page faults per step | peak RSS (GiB) | forward (s/clip) | decode (s/clip) | inference (s/clip) | initial loss |
+| variant | train step (s) | page faults per step | {memory} | forward (s/clip) | decode (s/clip) | inference (s/clip) | initial loss |
 |---|---:|---:|---:|---:|---:|---:|---:|
 {rows}
 """
@@ -175,7 +198,7 @@ def main() -> None:
         fp32, bf16 = results["fp32"]["first_loss"], results["bf16"]["first_loss"]
         section += (f"\n- loss difference bf16 - fp32 on the same weights and batch: {bf16 - fp32:+.5f} "
                     f"({100 * (bf16 - fp32) / fp32:+.3f} %)\n")
-    with open(RESULTS, "a", encoding="utf-8") as f:
+    with open(args.results, "a", encoding="utf-8") as f:
         f.write(section)
     print(section)
 

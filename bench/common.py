@@ -21,21 +21,32 @@ def cpu_model() -> str:
     return platform.processor() or "unknown CPU"
 
 
-def training_step(model, optimizer, ema, losses: Callable[[], dict], clip_grad_norm: float) -> Callable[[], float]:
+def training_step(model, optimizer, ema, losses: Callable[[], dict], clip_grad_norm: float,
+                  scaler=None) -> Callable[[], float]:
     """One optimisation step in the trainer's order; returns the loss.
 
     Gradients are freed before the forward (as ``egoasl.engine.train`` does, so they never
     coexist with the activations), then ``losses()`` (forward + loss dict), backward,
-    clipping, the optimizer step and the EMA update.
+    clipping, the optimizer step and the EMA update. With a ``torch.amp.GradScaler``
+    (fp16 on CUDA) the loss is scaled and the gradients unscaled before clipping, as the
+    trainer does. Reading the loss back synchronises a GPU, so the returned step is complete.
     """
     import torch
 
     def step() -> float:
         optimizer.zero_grad(set_to_none=True)
         values = losses()
-        values["loss"].backward()
+        if scaler is not None:
+            scaler.scale(values["loss"]).backward()
+            scaler.unscale_(optimizer)
+        else:
+            values["loss"].backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm)
-        optimizer.step()
+        if scaler is not None:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
         ema.update(model)
         return float(values["loss"].detach())
 

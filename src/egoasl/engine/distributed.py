@@ -1,8 +1,9 @@
 """One code path for 1 or N processes: torchrun sets the environment, we read it.
 
 ``torchrun --nproc_per_node N -m egoasl.cli train ...`` starts N copies; each calls
-:func:`setup` which joins the process group (gloo on CPU, nccl on GPU). A plain
-``egoasl train`` is world size 1 and never touches ``torch.distributed``.
+:func:`init` which joins the process group (gloo on CPU, nccl on GPU) and trains with
+DistributedDataParallel, also when N is 1 (so one GPU checks the whole DDP path). A plain
+``egoasl train`` is not launched by torchrun and never touches ``torch.distributed``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ class DistInfo:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    launched: bool = False  # started by torchrun (RANK and WORLD_SIZE set)
 
     @property
     def is_main(self) -> bool:
@@ -26,21 +28,25 @@ class DistInfo:
 
     @property
     def enabled(self) -> bool:
-        return self.world_size > 1
+        """Whether this process is in a process group (launched by torchrun, any world size)."""
+        return self.launched
 
 
 def from_environment() -> DistInfo:
-    """Rank and world size as set by torchrun (world size 1 without it)."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_size <= 1:
+    """Rank and world size as set by torchrun; one process outside a group without it."""
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
         return DistInfo()
-    return DistInfo(int(os.environ["RANK"]), world_size, int(os.environ.get("LOCAL_RANK", "0")))
+    return DistInfo(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", "0")),
+                    launched=True)
 
 
 def init(info: DistInfo, device: torch.device) -> None:
     """Join the process group (gloo on CPU, nccl on GPU); a no-op for one process."""
     if info.enabled and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        if info.is_main:
+            print(f"process group: {dist.get_backend()} backend, world size {info.world_size}, device {device}",
+                  flush=True)
 
 
 def barrier(info: DistInfo) -> None:

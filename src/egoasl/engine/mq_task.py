@@ -76,7 +76,7 @@ class MQTask:
 
     def training_losses(self, model, batch, device, autocast) -> dict[str, torch.Tensor]:
         with autocast():
-            out = model(batch["feats"].to(device), batch["masks"].to(device))
+            out = model(batch["feats"].to(device, non_blocking=True), batch["masks"].to(device, non_blocking=True))
         segments = [s.to(device) for s in batch["segments"]]
         labels = [lab.to(device) for lab in batch["labels"]]
         return model.losses(out, segments, labels)
@@ -94,7 +94,7 @@ class MQTask:
         raw: dict[str, dict] = {}
         for batch in tqdm(loader, desc=f"predict {split}", disable=not progress, leave=False, dynamic_ncols=True):
             with autocast():
-                out = model(batch["feats"].to(device), batch["masks"].to(device))
+                out = model(batch["feats"].to(device, non_blocking=True), batch["masks"].to(device, non_blocking=True))
             for b, meta in enumerate(batch["meta"]):
                 per_clip = raw_output_of(out, b)
                 detections[meta["clip_uid"]] = self.decode(per_clip, meta)

@@ -66,8 +66,8 @@ class NLQTask:
     def training_losses(self, model: NLQGrounder, batch: dict, device: torch.device,
                         autocast: Callable[[], AbstractContextManager]) -> dict[str, torch.Tensor]:
         with autocast():
-            out = model(batch["feats"].to(device), batch["masks"].to(device),
-                        batch["text"].to(device), batch["text_masks"].to(device))
+            out = model(batch["feats"].to(device, non_blocking=True), batch["masks"].to(device, non_blocking=True),
+                        batch["text"].to(device, non_blocking=True), batch["text_masks"].to(device, non_blocking=True))
         segments = [s.to(device) for s in batch["segments"]]
         labels = [lab.to(device) for lab in batch["labels"]]
         return model.losses(out, segments, labels)
@@ -84,8 +84,8 @@ class NLQTask:
         predictions: NLQPredictions = {}
         for batch in tqdm(loader, desc=f"predict {split}", disable=not progress, leave=False, dynamic_ncols=True):
             with autocast():
-                out = model(batch["feats"].to(device), batch["masks"].to(device),
-                            batch["text"].to(device), batch["text_masks"].to(device))
+                out = model(batch["feats"].to(device, non_blocking=True), batch["masks"].to(device, non_blocking=True),
+                            batch["text"].to(device, non_blocking=True), batch["text_masks"].to(device, non_blocking=True))
             for b, meta in enumerate(batch["meta"]):
                 raw = raw_output_of(out, b)
                 predictions[(meta["clip_uid"], meta["annotation_uid"], meta["query_idx"])] = self.decode(raw, meta)

@@ -241,6 +241,7 @@ def train(
             drop_last=drop_last,
             collate_fn=task.collate,
             num_workers=cfg.data.num_workers,
+            pin_memory=device.type == "cuda",  # page-locked batches: the copies below overlap the GPU's work
         )
         model.train()
         bar = tqdm(
