@@ -13,7 +13,8 @@ from typing import Literal
 
 import yaml
 
-from egoasl.config_loader import apply_overrides, build, load_yaml_tree, resolve_config_path, to_dict
+from egoasl.config_loader import build, load_yaml_tree, resolve_config_path, to_dict
+from egoasl.config_overrides import apply_overrides
 from egoasl.errors import EgoaslError
 
 
@@ -197,7 +198,7 @@ class Config:
 def load_config(name: str | Path, overrides: list[str] | None = None) -> Config:
     """Load a YAML config or preset, apply dotted overrides and validate it."""
     tree = load_yaml_tree(resolve_config_path(name))
-    tree = apply_overrides(tree, list(overrides or []))
+    tree = apply_overrides(tree, overrides or [], Config)
     return build(Config, tree)
 
 

@@ -2,9 +2,14 @@
 
 A YAML file may name a ``base`` (a path relative to itself, or a built-in preset such as
 ``mq/egovlp``); the file's keys are deep-merged over the base (lists are replaced, not
-merged). Overrides such as ``model.num_levels=8`` are parsed as YAML values and merged
+merged). Overrides such as ``model.num_levels=8`` (``egoasl.config_overrides``) are merged
 last. The merged mapping is then checked against the dataclass schema: unknown keys and
 values of the wrong type are rejected with the full key path in the message.
+
+Config files and override values are read with YAML 1.2 scalar rules, not PyYAML's YAML 1.1
+ones: ``1e-4`` is a number (YAML 1.1 wants ``1.0e-4``), and only ``true``/``false`` are
+booleans in general. The YAML 1.1 words ``yes``/``no``/``on``/``off`` are accepted as
+booleans only where the schema field is a bool; a string field keeps ``on`` as the string.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 import yaml
 
+from egoasl.config_overrides import BOOL_WORDS, parse_yaml
 from egoasl.errors import EgoaslError
 
 PRESET_DIR = Path(__file__).parent / "configs"
@@ -45,7 +51,7 @@ def load_yaml_tree(path: Path, _seen: tuple[Path, ...] = ()) -> dict:
     if path in _seen:
         raise EgoaslError(f"{path}: config inheritance loops back to itself")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = parse_yaml(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise EgoaslError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(data, dict):
@@ -66,23 +72,6 @@ def deep_merge(base: dict, update: dict) -> dict:
         else:
             merged[key] = value
     return merged
-
-
-def apply_overrides(tree: dict, overrides: list[str]) -> dict:
-    """Merge ``key.sub=value`` strings (values parsed as YAML) into ``tree``."""
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise EgoaslError(f"override {item!r}: expected KEY=VALUE, e.g. model.num_levels=8")
-        try:
-            value = yaml.safe_load(raw) if raw != "" else ""
-        except yaml.YAMLError as exc:
-            raise EgoaslError(f"override {item!r}: value is not valid YAML: {exc}") from None
-        nested: Any = value
-        for part in reversed(key.split(".")):
-            nested = {part: nested}
-        tree = deep_merge(tree, nested)
-    return tree
 
 
 def build(schema: type, data: Any, path: str = "") -> Any:
@@ -180,6 +169,8 @@ def _convert(tp: Any, value: Any, path: str) -> Any:
             raise EgoaslError(f"config key {path}: expected null, got {value!r}")
         return None
     if tp is bool:
+        if isinstance(value, str) and value.lower() in BOOL_WORDS:
+            return BOOL_WORDS[value.lower()]
         if not isinstance(value, bool):
             raise EgoaslError(f"config key {path}: expected true or false, got {value!r}")
         return value
