@@ -59,7 +59,8 @@ def measure(variant: str, steps: int, clips: int, preset: str, device_name: str)
     from egoasl.engine.decode import decode_clip, to_seconds
     from egoasl.engine.ema import ModelEMA
     from egoasl.engine.host_memory import keep_freed_heap_memory
-    from egoasl.engine.train import autocast_context, make_optimizer
+    from egoasl.engine.precision import autocast_context
+    from egoasl.engine.train import make_optimizer
     from egoasl.model.detector import MQDetector
 
     amp, grad_checkpoint = VARIANTS[variant]

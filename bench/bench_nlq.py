@@ -38,7 +38,8 @@ def measure(amp: str, steps: int, queries: int, preset: str, batch: int) -> dict
     from egoasl.engine.decode import decode_clip, to_seconds
     from egoasl.engine.ema import ModelEMA
     from egoasl.engine.host_memory import keep_freed_heap_memory
-    from egoasl.engine.train import autocast_context, make_optimizer
+    from egoasl.engine.precision import autocast_context
+    from egoasl.engine.train import make_optimizer
     from egoasl.model.grounder import NLQGrounder
 
     keep_freed_heap_memory()  # as the trainer does on CPU

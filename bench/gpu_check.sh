@@ -46,7 +46,7 @@ step() {  # step NAME COMMAND...: run, log the time and the result, remember the
   echo "host: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)"
 } 2>&1 | tee "$out/gpu_env.txt"
 
-step "device tests" bash -c "EGOASL_TEST_DEVICE=cuda $PY -m pytest -q -p no:cacheprovider tests/test_device.py \
+step "device tests" bash -o pipefail -c "EGOASL_TEST_DEVICE=cuda $PY -m pytest -q -p no:cacheprovider tests/test_device.py \
   tests/test_train.py tests/test_decode.py tests/test_nms.py 2>&1 | tee '$out/tests.log'"
 
 step "full-size MQ steps and inference" "$PY" bench/bench_mq.py --device cuda --variants fp32,bf16,fp16 \

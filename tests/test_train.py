@@ -82,7 +82,7 @@ def test_two_process_ddp_on_cpu(tiny_data, tmp_path):
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1", "--nproc_per_node", "2",
         "-m", "egoasl.cli", "train", str(TINY_MQ_CONFIG), f"data.root={tiny_data}",
-        "train.epochs=2", "train.eval_start_epoch=2", "--run-dir", str(run_dir), "--no-progress",
+        "train.epochs=2", "train.eval_start_epoch=2", "train.device=cpu", "--run-dir", str(run_dir), "--no-progress",
     ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]

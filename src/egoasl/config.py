@@ -33,19 +33,30 @@ class SourceConfig:
     dir: str = ""  # folder relative to data.root/data.features; defaults to ``name``
     layout: Literal["video", "clip"] = "video"
     rate: float = 1.875  # vectors per second (official: 16-frame stride at 30 fps)
+    # ActivityNet-style timing (data.timegrid.FeatureTiming): row j covers frames [j*stride, j*stride+window)
+    # at fps; when fps > 0 these replace rate and the layout's own convention
+    fps: float = 0.0
+    stride: float = 0.0
+    window: float = 0.0
 
     def validate(self, path: str) -> None:
         if self.dim <= 0 or self.proj_dim <= 0:
             raise EgoaslError(f"config key {path}: dim and proj_dim must be positive")
         if self.rate <= 0:
             raise EgoaslError(f"config key {path}.rate: expected a positive number, got {self.rate}")
+        if self.fps < 0 or (self.fps > 0 and not (self.stride > 0 and self.window > 0)):
+            raise EgoaslError(
+                f"config key {path}: fps, stride and window go together (frames per second, frames between rows, "
+                f"frames per row), all positive; got fps={self.fps}, stride={self.stride}, window={self.window}"
+            )
 
 
 @dataclass
 class DataConfig:
     task: Literal["mq", "nlq"] = "mq"
     root: str = ""  # data root; relative paths below are resolved against it
-    annotations: str = "annotations"  # folder of moments_*/nlq_*.json, or a converted MQ file
+    annotations: str = "annotations"  # folder of moments_*/nlq_*.json, or a converted MQ file, or an ActivityNet-style file
+    format: Literal["auto", "ego4d", "anet"] = "auto"  # MQ annotations; auto: anet for a file with a "database" key
     features: str = "features"  # folder holding one sub-folder per source
     text_features: str = "features/text"  # NLQ: <clip_uid>/<annotation_uid>_<query_idx>.pt, [L, text_dim]
     sources: list[SourceConfig] = field(default_factory=list)
@@ -61,6 +72,12 @@ class DataConfig:
     text_dim: int = 768
     max_text_len: int = 48
     num_workers: int = 0
+    # NLQ narration pre-training (NaQ): extra NLQ-format files (e.g. `egoasl naq build` output, relative to
+    # root) whose queries join the training set; their token features live under text_features too
+    train_annotations: list[str] = field(default_factory=list)
+    train_queries: int = 0  # NLQ: keep this many random training queries of train_splits (0: all; few-label runs)
+    window_scale: tuple[float, float] = (1.0, 1.0)  # NLQ training: window length x U(low, high) (NaQ jittering)
+    window_shift: float = 0.0  # NLQ training: window centre moved by U(-s, s) x its length
 
     def validate(self, path: str) -> None:
         lo, hi = self.crop_ratio
@@ -69,6 +86,10 @@ class DataConfig:
         names = [s.name for s in self.sources]
         if len(set(names)) != len(names):
             raise EgoaslError(f"config key {path}.sources: source names must be unique, got {names}")
+        if not 0 < self.window_scale[0] <= self.window_scale[1]:
+            raise EgoaslError(f"config key {path}.window_scale: expected 0 < low <= high, got {list(self.window_scale)}")
+        if self.window_shift < 0 or self.train_queries < 0:
+            raise EgoaslError(f"config key {path}.window_shift and train_queries: expected numbers >= 0")
 
 
 @dataclass
@@ -103,9 +124,18 @@ class ModelConfig:
     # activation checkpointing of the stem and branch blocks in training: each keeps only its
     # input and runs again in backward (less memory, more time; bench/RESULTS.md has both)
     grad_checkpoint: bool = False
+    # padding (each true value is an egoasl fix; mq/release sets the authors' false): k>1 convolutions
+    # read padded steps as zeros; the stride-2 skip max-pools over valid steps only; the rel-pos
+    # layer's padded steps attend to valid keys only and are zeroed (XLNet's also attend to themselves)
+    mask_conv_inputs: bool = True
+    masked_skip_pool: bool = True
+    zero_padded_relpos: bool = True
     # NLQ only
     text_layers: int = 5
     fusion_layers: int = 2
+    # late: text fused into every pyramid level (shared layers); early: into every stem block, before any
+    # downsampling (GroundNLQ/OSGNet), so the whole pyramid is query-aware but the video is encoded per query
+    fusion: Literal["late", "early"] = "late"
 
     def validate(self, path: str) -> None:
         if self.width % self.n_head:
@@ -136,6 +166,12 @@ class ASLConfig:
     ascl_gap: float = 1.0
     ascl_level: int = 0  # pyramid level whose neck features the ASCL pools
     al_weight: float = 0.2  # video-level label loss (release's al_loss)
+    al_valid_only: bool = True  # al_loss max over valid points; false: padded points (uniform softmax) too (release)
+    gauss_lr_mult: float = 1.0  # learning-rate multiplier of the class Gaussians' mu/sigma (1: release)
+
+    def validate(self, path: str) -> None:
+        if not self.gauss_lr_mult > 0:
+            raise EgoaslError(f"config key {path}.gauss_lr_mult: expected a positive multiplier, got {self.gauss_lr_mult}")
 
 
 @dataclass
@@ -146,6 +182,7 @@ class LossConfig:
     reg_weight: float = 1.0
     init_loss_norm: float = 100.0
     loss_norm_momentum: float = 0.9
+    norm_update_in_eval: bool = False  # the normaliser also moves when losses are computed in eval mode (release)
     nce_weight: float = 5.0  # NLQ
     nce_tau: float = 0.07
 
@@ -161,13 +198,14 @@ class TrainConfig:
     clip_grad_norm: float = 1.0
     ema_decay: float = 0.999
     ema: bool = True
-    amp: Literal["none", "bf16", "fp16"] = "none"
+    amp: Literal["none", "bf16", "fp16", "auto"] = "none"  # auto: bf16 where the hardware has it (engine/precision.py)
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     eval_start_epoch: int = 5  # evaluate on val from this epoch (1-based); -1 disables
     eval_every: int = 1
     init_from: str = ""  # weights to start from (e.g. a NaQ pre-trained run's checkpoint)
     threads: int = 0  # torch CPU threads; 0 keeps the default
+    decay_channel_ln: bool = False  # weight decay on the channel blocks' LayerNorm weights (release)
 
 
 @dataclass
@@ -182,6 +220,11 @@ class TestConfig:
     max_seg_num: int = 2000
     voting_thresh: float = 0.0  # segment voting IoU threshold; 0 disables
     top_k: int = 5  # NLQ windows per query
+    tious: list[float] = field(default_factory=lambda: [0.1, 0.2, 0.3, 0.4, 0.5])  # MQ mAP thresholds (Ego4D's)
+
+    def validate(self, path: str) -> None:
+        if not self.tious or not all(0 < t <= 1 for t in self.tious):
+            raise EgoaslError(f"config key {path}.tious: expected a non-empty list of thresholds in (0, 1], got {self.tious}")
 
 
 @dataclass

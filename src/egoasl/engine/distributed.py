@@ -43,7 +43,11 @@ def from_environment() -> DistInfo:
 def init(info: DistInfo, device: torch.device) -> None:
     """Join the process group (gloo on CPU, nccl on GPU); a no-op for one process."""
     if info.enabled and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+            dist.init_process_group(backend="nccl", device_id=device)
+        else:
+            dist.init_process_group(backend="gloo")
         if info.is_main:
             print(f"process group: {dist.get_backend()} backend, world size {info.world_size}, device {device}",
                   flush=True)

@@ -10,15 +10,17 @@ from torch import nn
 from tqdm import tqdm
 
 from egoasl.config import Config
+from egoasl.data.anet import FORMAT as ANET
 from egoasl.data.datasets import MQDataset, collate
 from egoasl.data.features import ClipFeatureLoader
 from egoasl.data.taxonomy import Taxonomy
 from egoasl.data.timegrid import TimeGrid
-from egoasl.engine.annotations import data_path, mq_clips
+from egoasl.engine.annotations import data_path, mq_clips, mq_file_format
 from egoasl.engine.decode import decode_clip, to_seconds
 from egoasl.engine.ensemble import raw_output_of
 from egoasl.engine.task import EvalResult
 from egoasl.errors import EgoaslError
+from egoasl.io.anet_results import write_anet_results
 from egoasl.io.atomic import write_text_atomic
 from egoasl.io.submission import write_mq_submission
 from egoasl.metrics.mq import evaluate_mq
@@ -84,11 +86,11 @@ class MQTask:
     @torch.no_grad()
     def predict(self, model, split: str, device: torch.device, progress: bool, keep_raw: bool = False, batch_size: int = 4):
         """Detections in seconds for every clip of ``split`` (and the raw outputs when asked)."""
-        from egoasl.engine.train import autocast_context
+        from egoasl.engine.precision import autocast_context
 
         dataset = self.dataset(split, training=False)
         loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, collate_fn=self.collate)
-        autocast = autocast_context(self.cfg.train.amp, device)
+        autocast = autocast_context(self.cfg.train.amp, device, training=False)
         model.eval()
         detections: dict[str, list[dict]] = {}
         raw: dict[str, dict] = {}
@@ -117,7 +119,7 @@ class MQTask:
         clips = mq_clips(self.cfg, split)
         if not any(clip.instances for clip in clips):
             return EvalResult(metrics={}, main=float("nan"), submission=detections, raw_outputs=raw)
-        result = evaluate_mq(clips, detections)
+        result = evaluate_mq(clips, detections, tious=self.cfg.test.tious)
         metrics = result.to_json()
         return EvalResult(metrics=metrics, main=float(metrics["average_mAP"]), submission=detections, raw_outputs=raw)
 
@@ -126,6 +128,9 @@ class MQTask:
         write_mq_submission(path, result.submission, clips=mq_clips(self.cfg, split), labels=self.taxonomy.labels,
                             max_per_clip=self.cfg.test.max_seg_num)
         written = [path]
+        if mq_file_format(self.cfg, split) == ANET:
+            written.append(write_anet_results(out_dir / f"{split}_results.json", result.submission,
+                                              self.cfg.test.max_seg_num))
         if result.metrics:
             metrics_path = out_dir / f"{split}_metrics.json"
             write_text_atomic(metrics_path, json.dumps(result.metrics, indent=1))

@@ -1,7 +1,16 @@
 """The Natural Language Queries task: queries, the ASL grounder, its losses and the official R@k.
 
-One item is one query with its clip's features (native rate, zero-padded to
-``data.max_seq_len``) and its token features (``data.text_features``). Prediction decodes
+One item is one query with its clip's features (native rate) and its token features
+(``data.text_features``). A batch is zero-padded to its longest clip rounded up to the
+pyramid's multiple ``2**(num_levels-1)``, which gives the same outputs as padding to
+``data.max_seq_len`` (every layer masks the padding) in less time; only a model whose channel
+attention reads the padding (``channel_attention`` without ``masked_channel_attention``) or
+with the MQ rel-pos layer is padded to ``data.max_seq_len``, as its function depends on it.
+
+Training queries are those of ``data.train_splits`` (a seeded random ``data.train_queries`` of
+them when set: the few-label setting) plus every query of the ``data.train_annotations`` files
+(narrations as queries, ``egoasl naq build``), whose windows ``data.window_scale`` and
+``data.window_shift`` jitter. Prediction decodes
 every query class-agnostically (one class; Soft-NMS without labels, then segment voting when
 ``test.voting_thresh > 0``), converts to seconds through the item's grid and keeps the
 ``test.top_k`` best windows with their scores. A query with fewer candidates is filled up
@@ -17,6 +26,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
@@ -25,10 +35,11 @@ from egoasl.config import Config
 from egoasl.data.datasets import NLQDataset, collate
 from egoasl.data.features import ClipFeatureLoader
 from egoasl.data.timegrid import TimeGrid
+from egoasl.data.records import NLQQuery
+from egoasl.data.ego4d import load_nlq_annotations
 from egoasl.engine.annotations import data_path, nlq_queries
 from egoasl.engine.decode import decode_clip, to_seconds
 from egoasl.engine.ensemble import raw_output_of
-from egoasl.engine.mq_task import EpochConcat
 from egoasl.engine.nlq_merge import NLQPredictions, ScoredWindow, prediction_entries, write_nlq_predictions
 from egoasl.engine.task import EvalResult
 from egoasl.io.atomic import write_text_atomic
@@ -53,12 +64,25 @@ class NLQTask:
         return NLQDataset(nlq_queries(self.cfg, split), self.loader, self.cfg.data, training, self.text_root,
                           seed=self.cfg.train.seed)
 
-    def train_dataset(self) -> NLQDataset | EpochConcat:
-        sets = [self.dataset(split, training=True) for split in self.cfg.data.train_splits]
-        return sets[0] if len(sets) == 1 else EpochConcat(sets)
+    def train_queries(self) -> list[NLQQuery]:
+        """The training queries of ``data.train_splits`` then of ``data.train_annotations`` (see the module docstring)."""
+        data = self.cfg.data
+        queries = [q for split in data.train_splits for q in nlq_queries(self.cfg, split)]
+        if 0 < data.train_queries < len(queries):
+            keep = np.random.default_rng(self.cfg.train.seed).choice(len(queries), data.train_queries, replace=False)
+            queries = [queries[i] for i in sorted(keep.tolist())]
+        for relative in data.train_annotations:
+            queries += load_nlq_annotations(data_path(self.cfg, relative)).queries
+        return queries
+
+    def train_dataset(self) -> NLQDataset:
+        return NLQDataset(self.train_queries(), self.loader, self.cfg.data, True, self.text_root, seed=self.cfg.train.seed)
 
     def collate(self, items: list[dict]) -> dict:
-        return collate(items, pad_to=self.cfg.data.max_seq_len)
+        m = self.cfg.model
+        if (m.channel_attention and not m.masked_channel_attention) or m.rel_global_layer:
+            return collate(items, pad_to=self.cfg.data.max_seq_len)
+        return collate(items, multiple=2 ** (m.num_levels - 1))
 
     def build_model(self) -> nn.Module:
         return NLQGrounder(self.cfg)
@@ -75,11 +99,11 @@ class NLQTask:
     @torch.no_grad()
     def predict(self, model: NLQGrounder, split: str, device: torch.device, progress: bool, batch_size: int = 8) -> NLQPredictions:
         """The ``test.top_k`` best windows (seconds, with scores) of every query of ``split``, in file order."""
-        from egoasl.engine.train import autocast_context
+        from egoasl.engine.precision import autocast_context
 
         dataset = self.dataset(split, training=False)
         loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, collate_fn=self.collate)
-        autocast = autocast_context(self.cfg.train.amp, device)
+        autocast = autocast_context(self.cfg.train.amp, device, training=False)
         model.eval()
         predictions: NLQPredictions = {}
         for batch in tqdm(loader, desc=f"predict {split}", disable=not progress, leave=False, dynamic_ncols=True):

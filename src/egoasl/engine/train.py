@@ -15,7 +15,6 @@ interrupted and resumed run takes exactly the same steps as an uninterrupted one
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import time
@@ -32,6 +31,7 @@ from egoasl.config import Config, dump_config
 from egoasl.engine import distributed
 from egoasl.engine.ema import ModelEMA
 from egoasl.engine.host_memory import keep_freed_heap_memory
+from egoasl.engine.precision import autocast_context, resolve_amp
 from egoasl.engine.schedule import lr_at
 from egoasl.engine.task import EvalResult, Task
 from egoasl.errors import EgoaslError
@@ -61,16 +61,6 @@ class _LossModule(nn.Module):
 
     def forward(self, batch: dict) -> dict[str, torch.Tensor]:
         return self._task.training_losses(self.model, batch, self._device, self._autocast)
-
-
-def autocast_context(amp: str, device: torch.device):
-    """A factory of autocast contexts for ``amp`` = none | bf16 | fp16."""
-    if amp == "none":
-        return contextlib.nullcontext
-    if amp == "fp16" and device.type != "cuda":
-        raise EgoaslError("config key train.amp: fp16 needs a CUDA device; use bf16 on CPU")
-    dtype = torch.bfloat16 if amp == "bf16" else torch.float16
-    return lambda: torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def make_optimizer(model: nn.Module, cfg: Config, device: torch.device) -> torch.optim.AdamW:
@@ -204,12 +194,15 @@ def train(
     if start_epoch >= cfg.train.epochs and info.is_main:
         print(f"{run_dir}: all {cfg.train.epochs} epochs are done; nothing to train")
 
-    autocast = autocast_context(cfg.train.amp, device)
+    amp, amp_reason = resolve_amp(cfg.train.amp, device)
+    if info.is_main:
+        print(f"precision: {'float32' if amp == 'none' else amp} ({amp_reason})", flush=True)
+    autocast = autocast_context(amp, device)
     loss_module = _LossModule(task, model, device, autocast)
     if info.enabled:
         ids = [device.index] if device.type == "cuda" else None
         loss_module = DistributedDataParallel(loss_module, device_ids=ids, find_unused_parameters=True)
-    scaler = torch.amp.GradScaler("cuda") if cfg.train.amp == "fp16" else None
+    scaler = torch.amp.GradScaler("cuda") if amp == "fp16" else None
 
     sampler = (
         DistributedSampler(train_set, info.world_size, info.rank, shuffle=True, seed=cfg.train.seed, drop_last=drop_last)
