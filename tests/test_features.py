@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from egoasl.config import DataConfig, SourceConfig
-from egoasl.data.features import ClipFeatureLoader, load_feature_file, slice_video_features
+from egoasl.data.features import ClipFeatureLoader, load_feature_file, resize_sequence, slice_video_features
 from egoasl.data.timegrid import OFFICIAL_FEATURE_STEP, TimeGrid
 from egoasl.errors import DataError
 
@@ -327,14 +327,17 @@ def test_native_longer_than_max_seq_len_is_resized_with_its_grid(tmp_path):
     v_centres = (torch.arange(30) + 1) * STEP - start
     _write(tmp_path, "v", "vid", v_centres[:, None].repeat(1, 2))
     sources = [SourceConfig("v", dim=2, proj_dim=2, layout="video", rate=1.875)]
-    loader = ClipFeatureLoader(_cfg(sources, max_seq_len=10, resize=False), tmp_path)
-    out = loader.load("clipA", "vid", start, end)
-    # 19 rows -> 10 cells: step 16/30 * 1.9, offset 2/15 + 0.45 * 16/30.
-    assert out.feats.shape == (2, 10)
-    assert out.grid.step == pytest.approx(16 / 30 * 1.9)
-    assert out.grid.offset == pytest.approx(2 / 15 + 0.45 * 16 / 30)
-    cell_times = out.grid.to_seconds(torch.arange(10, dtype=torch.float64), clamp=False).float()
-    torch.testing.assert_close(out.feats[0], cell_times, atol=1e-5, rtol=0)
+    for mode, tolerance in (("linear", 1e-5), ("auto", 0.125 * STEP)):
+        loader = ClipFeatureLoader(_cfg(sources, max_seq_len=10, resize=False, resize_mode=mode), tmp_path)
+        out = loader.load("clipA", "vid", start, end)
+        # 19 rows -> 10 cells: step 16/30 * 1.9, offset 2/15 + 0.45 * 16/30, in both modes
+        assert out.feats.shape == (2, 10)
+        assert out.grid.step == pytest.approx(16 / 30 * 1.9)
+        assert out.grid.offset == pytest.approx(2 / 15 + 0.45 * 16 / 30)
+        cell_times = out.grid.to_seconds(torch.arange(10, dtype=torch.float64), clamp=False).float()
+        # rows holding their own centre time: linear lands on each cell's time; area (auto) averages
+        # whole rows, within an eighth of a row of it
+        torch.testing.assert_close(out.feats[0], cell_times, atol=tolerance, rtol=0)
 
 
 def test_missing_source_file_named(tmp_path):
@@ -365,8 +368,7 @@ def test_cache_hit_without_source_files(tmp_path):
     assert first.grid == second.grid == TimeGrid.resized(10.0, 16)
     # The values are the float16-rounded resized features on both reads.
     assert second.feats.dtype == torch.float32
-    torch.testing.assert_close(second.feats, torch.nn.functional.interpolate(
-        x.t()[None], size=16, mode="linear", align_corners=False)[0].half().float())
+    torch.testing.assert_close(second.feats, resize_sequence(x.t(), 16, cfg.resize_mode).half().float())
     # Other settings are another key: a miss, which needs the (deleted) source again.
     with pytest.raises(DataError, match=r"clip1\.pt"):
         ClipFeatureLoader(_cfg(sources, max_seq_len=8, cache_dir="cache"), tmp_path).load("clip1", "vid", 0.0, 10.0)

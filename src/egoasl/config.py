@@ -65,6 +65,9 @@ class DataConfig:
     test_split: str = "test"
     max_seq_len: int = 1024  # MQ: every clip is resized to this many cells; NLQ: padding length
     resize: bool = True  # True: resize to max_seq_len (MQ); False: native rate, padded (NLQ)
+    # how a sequence is resized: area (mean over each cell) when down-sampling, linear when up-sampling
+    # (auto); linear always reads two rows per cell and drops the rest when down-sampling (the release)
+    resize_mode: Literal["auto", "area", "linear"] = "auto"
     crop_ratio: tuple[float, float] = (0.9, 1.0)
     trunc_thresh: float = 0.3
     remove_duplicates: bool = True  # training only: drop exact duplicate GT (tol 1e-3 s)
@@ -205,6 +208,10 @@ class TrainConfig:
     eval_every: int = 1
     init_from: str = ""  # weights to start from (e.g. a NaQ pre-trained run's checkpoint)
     threads: int = 0  # torch CPU threads; 0 keeps the default
+    accum_steps: int = 1  # micro-batches of batch_size per optimiser step (engine/accumulation.py)
+    deterministic: bool = False  # deterministic kernels, slower on GPU (engine/determinism.py)
+    wandb: bool = False  # mirror the logged scalars to Weights & Biases (extra: egoasl[wandb])
+    wandb_project: str = "egoasl"
     decay_channel_ln: bool = False  # weight decay on the channel blocks' LayerNorm weights (release)
 
 

@@ -15,16 +15,22 @@ Conventions (the one place they are written down):
   :func:`slice_video_features`. Clip time is video time minus ``video_start_sec``.
 * **Per-clip files** (``layout: clip``) cover exactly the clip: row ``j`` is taken to be
   centred at clip time ``(j + 0.5) * step`` (windows tiling the clip from its start).
+* **Stated timing** (ActivityNet-style datasets): a source with ``fps``, ``stride`` and
+  ``window`` has row ``j`` centred at ``(j * stride + window / 2) / fps`` seconds of its file
+  (:class:`~egoasl.data.timegrid.FeatureTiming`), in either layout; :func:`source_timing` gives
+  every source's timing. Such a file must hold at least the windows that fit in what it covers
+  (the clip's end for ``video``, its duration for ``clip``) less one (:func:`check_rows`).
 * **Alignment** (:class:`ClipFeatureLoader`):
 
-  - ``resize: true`` (MQ): every source is linearly resized (``align_corners=False``) to
-    ``max_seq_len`` cells; each spans the whole clip, so the grid is
-    :meth:`TimeGrid.resized` of the clip duration.
+  - ``resize: true`` (MQ): every source is resized to ``max_seq_len`` cells by
+    :func:`resize_sequence` (``data.resize_mode``: area averaging when down-sampling and linear
+    interpolation when up-sampling by default; always linear in the release); each spans the
+    whole clip, so the grid is :meth:`TimeGrid.resized` of the clip duration.
   - ``resize: false`` (NLQ): the first source keeps its native rate and defines the grid
     (``step = 1 / rate``, ``offset`` = clip time of its first row's centre); every other
     source is linearly resampled by time onto those cell centres (values beyond its ends
     are held constant). If the first source has more than ``max_seq_len`` rows, the
-    aligned features are linearly resized (``align_corners=False``) down to
+    aligned features are resized (:func:`resize_sequence`, ``data.resize_mode``) down to
     ``max_seq_len`` cells and the grid becomes ``step' = step * T / max_seq_len``,
     ``offset' = offset + (T / max_seq_len - 1) * step / 2``, which is where resized cell
     centres fall.
@@ -49,7 +55,7 @@ import torch
 import torch.nn.functional as F
 
 from egoasl.config import DataConfig, SourceConfig
-from egoasl.data.timegrid import OFFICIAL_FEATURE_STEP, TimeGrid
+from egoasl.data.timegrid import OFFICIAL_FEATURE_STEP, FeatureTiming, TimeGrid
 from egoasl.errors import DataError, EgoaslError
 from egoasl.io.atomic import write_atomic
 
@@ -142,6 +148,32 @@ def _read_npy(path: Path) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array))
 
 
+# ----------------------------------------------------------------------------- timing
+
+
+def source_timing(source: SourceConfig) -> FeatureTiming:
+    """Where the rows of ``source``'s files lie: its stated ``fps``/``stride``/``window``, else its
+    ``rate`` with the layout's convention (per-video: windows of two steps; per-clip: of one)."""
+    if source.fps > 0:
+        return FeatureTiming(source.fps, source.stride, source.window)
+    return FeatureTiming(source.rate, 1.0, 2.0 if source.layout == "video" else 1.0)
+
+
+def check_rows(timing: FeatureTiming, rows: int, covered_sec: float, path: str | Path) -> None:
+    """Raise a :class:`DataError` when a file of stated timing is shorter than ``covered_sec`` claims.
+
+    It must hold the windows that fit in ``covered_sec`` seconds less one (one stride of slack
+    for rounded durations).
+    """
+    needed = timing.full_windows(covered_sec) - 1
+    if rows < needed:
+        raise DataError(
+            path, "rows", f"at least {needed} feature vectors for {covered_sec:.2f} s at {timing.fps:g} fps, stride "
+            f"{timing.stride:g}, window {timing.window:g} (duration x fps / stride, less the window); the file has "
+            f"{rows}, covering {((rows - 1) * timing.stride + timing.window) / timing.fps:.2f} s"
+        )
+
+
 # ----------------------------------------------------------------------------- slicing
 
 
@@ -151,10 +183,12 @@ def slice_video_features(
     video_end_sec: float,
     step: float = OFFICIAL_FEATURE_STEP,
     source: str | Path = "<video features>",
+    offset: float | None = None,
 ) -> tuple[torch.Tensor, float]:
     """Cut one clip out of a per-video feature tensor.
 
-    Vector ``i`` is centred at video time ``(i + 1) * step`` (module docstring). The rows
+    Vector ``i`` is centred at video time ``offset + i * step``, by default ``(i + 1) * step``
+    (module docstring). The rows
     whose centre lies in ``[video_start_sec, video_end_sec]`` are kept; a negative start
     selects from row 0 and an end past the last vector stops at row ``N - 1``. When no
     centre falls inside a (very short) clip, the single row whose centre is nearest to the
@@ -165,6 +199,7 @@ def slice_video_features(
         video_start_sec, video_end_sec: clip bounds in video seconds.
         step: seconds between two vectors (``1 / rate``; official: 16/30).
         source: the file name used in error messages.
+        offset: video time of vector 0's centre (:attr:`FeatureTiming.first_centre`); None: ``step``.
 
     Returns:
         ``(clip_feats [M, D], first_centre_sec)``, with ``M >= 1`` and ``first_centre_sec``
@@ -180,8 +215,9 @@ def slice_video_features(
         raise DataError(source, "clip bounds", "video_end_sec > video_start_sec",
                         got=(video_start_sec, video_end_sec))
     n = feats.shape[0]
-    # Per-video grid: row i centred at video time (i + 1) * step.
-    video_grid = TimeGrid(step=step, offset=step, duration=(n + 1) * step)
+    # Per-video grid: row i centred at video time offset + i * step (official: (i + 1) * step).
+    offset = step if offset is None else offset
+    video_grid = TimeGrid(step=step, offset=offset, duration=offset + n * step)
     if video_start_sec >= video_grid.duration:
         raise DataError(
             source, "rows", f"features covering the clip [{video_start_sec:.3f}, {video_end_sec:.3f}] s; the "
@@ -195,6 +231,21 @@ def slice_video_features(
         first = last = min(n - 1, max(0, round(video_grid.to_grid(middle))))
     first_centre = video_grid.to_seconds(float(first), clamp=False) - video_start_sec
     return feats[first : last + 1], float(first_centre)
+
+
+def clip_rows(source: SourceConfig, feats: torch.Tensor, start: float, end: float, path: str | Path
+              ) -> tuple[torch.Tensor, float]:
+    """One source's rows ``[M, D]`` of the clip ``[start, end]`` (video seconds) and the clip time of the first row's centre.
+
+    A per-video file (``layout: video``) is sliced to the clip; a per-clip file is the clip.
+    A file of stated timing must not be shorter than what it covers (:func:`check_rows`).
+    """
+    timing = source_timing(source)
+    if source.fps > 0:
+        check_rows(timing, feats.shape[0], end if source.layout == "video" else end - start, path)
+    if source.layout == "video":
+        return slice_video_features(feats, start, end, step=timing.step, source=path, offset=timing.first_centre)
+    return feats, timing.first_centre
 
 
 # ----------------------------------------------------------------------------- alignment
@@ -281,13 +332,9 @@ class ClipFeatureLoader:
     def _load_source(self, source: SourceConfig, clip_uid: str, video_uid: str, start: float, end: float
                      ) -> tuple[torch.Tensor, float]:
         """One source's ``[M, D]`` rows for the clip and the clip time of its first row's centre."""
-        step = 1.0 / source.rate
         stem = video_uid if source.layout == "video" else clip_uid
         path = self._find_file(self.source_dir(source), stem, source)
-        feats = load_feature_file(path, expected_dim=source.dim)
-        if source.layout == "video":
-            return slice_video_features(feats, start, end, step=step, source=path)
-        return feats, 0.5 * step
+        return clip_rows(source, load_feature_file(path, expected_dim=source.dim), start, end, path)
 
     @staticmethod
     def _find_file(folder: Path, stem: str, source: SourceConfig) -> Path:
@@ -310,9 +357,12 @@ class ClipFeatureLoader:
         settings = {
             "format": _CACHE_FORMAT,
             "features": str(self.cfg.features),
-            "sources": [[s.name, s.dir or s.name, s.layout, float(s.rate), int(s.dim)] for s in self.cfg.sources],
+            "sources": [[s.name, s.dir or s.name, s.layout, float(s.rate), int(s.dim)]
+                        + ([float(s.fps), float(s.stride), float(s.window)] if s.fps > 0 else [])
+                        for s in self.cfg.sources],
             "max_seq_len": int(self.cfg.max_seq_len),
             "resize": bool(self.cfg.resize),
+            **({"resize_mode": self.cfg.resize_mode} if self.cfg.resize_mode != "linear" else {}),
         }
         return hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -357,30 +407,54 @@ def align_sources(loaded: list[tuple[torch.Tensor, float]], data_cfg: DataConfig
     """
     max_len = data_cfg.max_seq_len
     if data_cfg.resize:
-        parts = [_resize(rows.t(), max_len) for rows, _ in loaded]
+        parts = [resize_sequence(rows.t(), max_len, data_cfg.resize_mode) for rows, _ in loaded]
         return ClipFeatures(torch.cat(parts, dim=0).contiguous(), TimeGrid.resized(duration, max_len))
 
     first_rows, first_offset = loaded[0]
-    grid = TimeGrid(step=1.0 / data_cfg.sources[0].rate, offset=first_offset, duration=duration)
+    grid = TimeGrid(step=source_timing(data_cfg.sources[0]).step, offset=first_offset, duration=duration)
     num_cells = first_rows.shape[0]
     centres_sec = grid.to_seconds(torch.arange(num_cells, dtype=torch.float64), clamp=False)
     parts = [first_rows.t()]
     for source, (rows, offset) in zip(data_cfg.sources[1:], loaded[1:]):
-        source_grid = TimeGrid(step=1.0 / source.rate, offset=offset, duration=duration)
+        source_grid = TimeGrid(step=source_timing(source).step, offset=offset, duration=duration)
         parts.append(_resample(rows, source_grid.to_grid(centres_sec)))
     feats = torch.cat(parts, dim=0)
     if num_cells > max_len:
-        feats = _resize(feats, max_len)
+        feats = resize_sequence(feats, max_len, data_cfg.resize_mode)
         scale = num_cells / max_len
         grid = TimeGrid(step=grid.step * scale, offset=grid.offset + 0.5 * (scale - 1.0) * grid.step, duration=duration)
     return ClipFeatures(feats.contiguous(), grid)
 
 
-def _resize(feats: torch.Tensor, num_cells: int) -> torch.Tensor:
-    """``(C, T)`` -> ``(C, num_cells)`` by linear interpolation with ``align_corners=False``."""
-    if feats.shape[1] == num_cells:
+def resize_sequence(feats: torch.Tensor, num_cells: int, mode: str = "auto") -> torch.Tensor:
+    """``(C, T)`` -> ``(C, num_cells)``, cell ``i`` centred at input row ``(i + 0.5) * T / num_cells - 0.5``.
+
+    ``mode`` (``data.resize_mode``):
+
+    - ``linear``: linear interpolation with ``align_corners=False`` (the release). Each output
+      cell reads its two nearest rows only: down-sampling silently drops the other rows.
+    - ``area``: each cell is the mean of the input over its span ``[i, i + 1) * T / num_cells``
+      (rows weighted by how much of them the span covers; row ``j`` spans ``[j, j + 1)``),
+      so every row counts and the mean of the sequence is kept.
+    - ``auto``: ``area`` when down-sampling (``num_cells < T``), ``linear`` when up-sampling.
+    """
+    length = feats.shape[1]
+    if length == num_cells:
         return feats
-    return F.interpolate(feats[None], size=num_cells, mode="linear", align_corners=False)[0]
+    if mode == "auto":
+        mode = "area" if num_cells < length else "linear"
+    if mode == "linear":
+        return F.interpolate(feats[None], size=num_cells, mode="linear", align_corners=False)[0]
+    if mode != "area":
+        raise EgoaslError(f"config key data.resize_mode: expected 'linear', 'area' or 'auto', got {mode!r}")
+    # the integral of the piecewise-constant input at each cell edge, then differences
+    x = feats.to(torch.float64)
+    cumulative = F.pad(torch.cumsum(x, dim=1), (1, 0))  # (C, T + 1): integral up to row edge j
+    edges = torch.arange(num_cells + 1, dtype=torch.float64) * (length / num_cells)
+    whole = edges.floor().long().clamp(max=length)
+    frac = edges - whole.to(torch.float64)
+    integral = cumulative[:, whole] + frac * x[:, whole.clamp(max=length - 1)]
+    return ((integral[:, 1:] - integral[:, :-1]) * (num_cells / length)).to(feats.dtype)
 
 
 def _resample(rows: torch.Tensor, positions: torch.Tensor | Sequence[float]) -> torch.Tensor:
