@@ -26,16 +26,35 @@ def register(subparsers) -> None:
     parser.add_argument("--videos", type=int, help="number of videos, at least 3 (default: per scale)")
     parser.add_argument("--classes", type=int, help="number of MQ classes, 2-110 (default: per scale)")
     parser.add_argument("--scale", choices=list(SCALES), default="demo", help="dataset size (default demo)")
+    parser.add_argument("--difficulty", choices=["normal", "hard"], default="normal",
+                        help="normal (default): the demo's signal; hard: class-specific evidence profiles "
+                             "(onset/centre/offset-heavy classes), overlapping class prototypes, 3x feature noise, "
+                             "0.8 s annotator jitter")
+    parser.add_argument("--format", choices=["ego4d", "anet"], default="ego4d",
+                        help="ego4d (default): the official layout; anet: annotations/anet.json in the ActivityNet "
+                             "layout and features/<video_id>.npy (fps 30, stride 16, window 16)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Generate the dataset and print its counts."""
     started = time.perf_counter()
+    if args.format == "anet":
+        from egoasl.data.synthetic.anet import generate_synthetic_anet
+
+        summary = generate_synthetic_anet(
+            args.out, seed=args.seed, videos=args.videos, classes=args.classes, scale=args.scale, progress=True
+        )
+        print(summary.describe())
+        print(f"wrote the {args.scale} synthetic dataset (seed {args.seed}) in the ActivityNet layout to {args.out} "
+              f"in {time.perf_counter() - started:.1f} s")
+        return 0
     summary = generate_synthetic(
-        args.out, seed=args.seed, videos=args.videos, classes=args.classes, scale=args.scale, progress=True
+        args.out, seed=args.seed, videos=args.videos, classes=args.classes, scale=args.scale, progress=True,
+        difficulty=args.difficulty,
     )
     elapsed = time.perf_counter() - started
     print(summary.describe())
-    print(f"wrote the {args.scale} synthetic dataset (seed {args.seed}) to {args.out} in {elapsed:.1f} s")
+    kind = f"{args.scale} synthetic dataset" + (f" ({args.difficulty})" if args.difficulty != "normal" else "")
+    print(f"wrote the {kind} (seed {args.seed}) to {args.out} in {elapsed:.1f} s")
     return 0

@@ -4,6 +4,7 @@
 
     annotations/moments_{train,val,test_unannotated}.json   official MQ nesting (test: no annotations)
     annotations/nlq_{train,val,test_unannotated}.json       official NLQ nesting (test: only ``query``)
+    annotations/narration.json                              official narration layout, every video (NaQ)
     features/slowfast/<video_uid>.pt                        per-video source, float32 [N, D]
     features/omnivore/<video_uid>.pt                        per-video source, float32 [N, D]
     features/egovlp/<clip_uid>.pt                           per-clip source, float32 [M, D]
@@ -62,6 +63,11 @@ the ``query_idx`` numbering) and, above the tiny scale, two train windows have z
 (the entity shows for 1 s around that point) and one val query is null too. MQ clips carry a few
 entity appearances and NLQ clips a few unannotated actions, as background structure.
 
+Narrations (:mod:`~egoasl.data.synthetic.narrations`): two passes narrate every entity
+appearance (naming the entity, every 2-4 s while it shows) and every action instance, from a
+random stream of their own: many more (narration, time) pairs than NLQ queries, with the same
+signal, for narration pre-training (``egoasl naq build``).
+
 Clips are laid end to end on their video with random gaps (MQ and NLQ clips on the same videos,
 never sharing a uid); above the tiny scale one train MQ clip starts 0.0123 s before its video,
 as 90 real clips do. Videos are split about 60/20/20 % into train/val/test (at least one each).
@@ -74,7 +80,11 @@ Everything is drawn from ``numpy.random.Generator`` streams seeded by ``(seed, p
 the same seed gives byte-identical JSON and tensors. ``synthetic.json`` also records every
 video's duration (``video_durations``, like ``duration_sec`` of the real ``ego4d.json``).
 
-Modules, one concept each: ``vocabulary`` (labels, entity words, query tokens), ``timing``
+``egoasl synth --difficulty hard`` (:mod:`~egoasl.data.synthetic.difficulty`) makes the signal
+harder: class-specific evidence profiles (onset-, centre- or offset-heavy classes), class
+prototypes sharing half their energy, 3x the feature noise and 0.8 s annotator jitter.
+
+Modules, one concept each: ``vocabulary`` (labels, entity words, query tokens), ``difficulty``, ``timing``
 (frame and feature-vector times, :class:`SourceSpec`), ``scales`` (the ``--scale`` presets),
 ``seeding`` (random streams and uids), ``world`` (the hidden model), ``plan`` (a video's clips
 and latent events), ``mq_clips`` and ``nlq_clips`` (one clip of each task), ``videos`` (splits,

@@ -10,6 +10,7 @@ from tqdm import tqdm
 
 from egoasl.data.ego4d import SPLITS, annotation_file_name
 from egoasl.data.synthetic.features import write_video_features
+from egoasl.data.synthetic.narrations import NARRATION_FILE, narrate_video
 from egoasl.data.synthetic.plan import VideoPlan
 from egoasl.data.synthetic.scales import scale_spec
 from egoasl.data.synthetic.seeding import seeded_rng
@@ -88,6 +89,7 @@ def generate_synthetic(
     classes: int | None = None,
     scale: str = "demo",
     progress: bool = False,
+    difficulty: str = "normal",
 ) -> SyntheticSummary:
     """Write a synthetic Ego4D MQ + NLQ dataset in the official layout under ``out``.
 
@@ -99,6 +101,8 @@ def generate_synthetic(
         classes: number of MQ classes (2-110), taken from the official labels; default per scale.
         scale: ``"tiny"``, ``"demo"`` or ``"full"`` (see :data:`~egoasl.data.synthetic.SCALES`).
         progress: show a progress bar over the videos.
+        difficulty: ``"normal"`` or ``"hard"`` (class-specific evidence profiles, overlapping
+            prototypes, more noise and annotator jitter; :mod:`~egoasl.data.synthetic.difficulty`).
 
     Returns:
         The counts and feature sources, also written to ``out/synthetic.json``.
@@ -109,17 +113,19 @@ def generate_synthetic(
         raise EgoaslError(f"--videos must be at least 3 (one video per split), got {num_videos}")
     if seed < 0:
         raise EgoaslError(f"--seed must be a non-negative integer, got {seed}")
-    world = build_world(seed, classes, scale)
+    world = build_world(seed, classes, scale, difficulty)
     out = Path(out)
     _prepare_out(out)
     splits = assign_splits(seed, num_videos)
     flags = video_flags(spec, splits, world.num_classes, seed)
     summary = SyntheticSummary(
-        scale=scale, seed=seed, classes=list(world.labels), sources=list(world.sources), text_dim=world.text_dim
+        scale=scale, seed=seed, classes=list(world.labels), sources=list(world.sources), text_dim=world.text_dim,
+        difficulty=difficulty,
     )
     mq_videos: dict[str, list[dict]] = {split: [] for split in SPLITS}
     nlq_videos: dict[str, list[dict]] = {split: [] for split in SPLITS}
     durations: dict[str, float] = {}
+    narrations: dict[str, dict] = {}
     for i in tqdm(range(num_videos), desc="synthetic videos", unit="video", disable=not progress):
         rng = seeded_rng(seed, "video", i)
         plan = plan_video(world, spec, rng, splits[i], flags[i])
@@ -128,12 +134,14 @@ def generate_synthetic(
         mq_videos[plan.split].append({"video_uid": plan.video_uid, "split": plan.split, "clips": plan.mq_clips})
         nlq_videos[plan.split].append({"video_uid": plan.video_uid, "clips": plan.nlq_clips, "split": plan.split})
         durations[plan.video_uid] = plan.duration
+        narrations[plan.video_uid] = narrate_video(world, plan, seeded_rng(seed, "narrate", i))
         _count(summary, plan)
     for split in SPLITS:
         mq = {**_header("mq", split, seed, scale), "videos": mq_videos[split]}
         _write_json(out / "annotations" / MQ_FILES[split], mq)
         nlq = {**_header("nlq", split, seed, scale), "videos": nlq_videos[split]}
         _write_json(out / "annotations" / NLQ_FILES[split], nlq)
+    _write_json(out / "annotations" / NARRATION_FILE, narrations)
     summary.video_durations = durations
     _write_json(out / "synthetic.json", summary.to_dict())
     return summary

@@ -16,7 +16,6 @@ from egoasl.data.synthetic.seeding import random_uid
 from egoasl.data.synthetic.vocabulary import OFFICIAL_MQ_LABELS, RAW_TOOL_LABELS
 from egoasl.data.synthetic.world import SyntheticWorld
 
-_LABEL_JITTER = 0.25
 _NON_PRIMARY_PROB = 0.1
 
 
@@ -31,10 +30,11 @@ def _mq_label(label: str, start: float, end: float, video_start: float, primary:
     }
 
 
-def _jitter(rng: np.random.Generator, start: float, end: float, duration: float) -> tuple[float, float]:
-    """One annotator's copy of a true instance: both ends moved by N(0, 0.25 s)."""
-    jittered_start = max(0.0, start + float(rng.normal(0.0, _LABEL_JITTER)))
-    jittered_end = min(duration + 0.5, end + float(rng.normal(0.0, _LABEL_JITTER)))
+def _jitter(rng: np.random.Generator, start: float, end: float, duration: float,
+            jitter_sec: float) -> tuple[float, float]:
+    """One annotator's copy of a true instance: both ends moved by N(0, jitter_sec) (0.25 s; 0.8 s when hard)."""
+    jittered_start = max(0.0, start + float(rng.normal(0.0, jitter_sec)))
+    jittered_end = min(duration + 0.5, end + float(rng.normal(0.0, jitter_sec)))
     jittered_end = max(jittered_end, jittered_start + 0.2)
     return round(jittered_start, 5), round(jittered_end, 5)
 
@@ -59,7 +59,7 @@ def plan_mq_clip(
         for a, annotator in enumerate(annotators):
             labels = []
             for (k, start, end), add_secondary in zip(instances, secondary):
-                label_start, label_end = _jitter(rng, start, end, duration)
+                label_start, label_end = _jitter(rng, start, end, duration, world.difficulty.label_jitter_sec)
                 labels.append(_mq_label(world.labels[k], label_start, label_end, video_start, True))
                 if add_secondary and a == 0:
                     pool = [label for label in OFFICIAL_MQ_LABELS if label != world.labels[k]] + list(RAW_TOOL_LABELS)

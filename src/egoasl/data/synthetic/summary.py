@@ -43,6 +43,7 @@ class SyntheticSummary:
     nlq_zero_length: dict[str, int] = field(default_factory=_split_counts)
     feature_files: dict[str, int] = field(default_factory=dict)
     video_durations: dict[str, float] = field(default_factory=dict)  # video_uid -> seconds (like ego4d.json)
+    difficulty: str = "normal"  # egoasl synth --difficulty (synthetic/difficulty.py)
     generator: str = f"egoasl synth {__version__}"
 
     def to_dict(self) -> dict:

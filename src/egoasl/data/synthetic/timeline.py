@@ -15,15 +15,12 @@ _BIN_SEC = _BIN_FRAMES / FPS
 _PAD_BINS = 16  # latent bins kept before t = 0 (clips may start slightly before the video)
 _WINDOW_BINS = VIDEO_WINDOW_FRAMES // _BIN_FRAMES
 
-# Signal constants (see the package docstring).
-_ACTION_FLOOR = 0.25
-_BOUNDARY_AMP = 0.8
+# Signal constants (see the package docstring); the ones a difficulty sets are in world.difficulty.
 _BOUNDARY_WIDTH = (0.15, 0.25, 0.8)  # fraction of the instance length, min and max seconds
 _TRANSITION_NOISE = 1.5
 _ENTITY_RAMP = 0.5
 _SCENE_STD, _SCENE_KNOT_SEC = 0.35, 15.0
 _NUISANCE_STD = 0.6
-_FEATURE_NOISE = 0.15
 
 
 def latent_timeline(world: SyntheticWorld, rng: np.random.Generator, plan: VideoPlan) -> tuple[np.ndarray, float]:
@@ -63,13 +60,13 @@ def _add_action(latent: np.ndarray, centres: np.ndarray, world: SyntheticWorld, 
     length = event.end - event.start
     inside = _bins_between(centres, event.start, event.end)
     u = (centres[inside] - event.start) / length
-    latent[inside, event.index] += event.amp * (_ACTION_FLOOR + (1.0 - _ACTION_FLOOR) * np.sin(np.pi * u) ** 2)
+    latent[inside, event.index] += event.amp * world.difficulty.class_profile(event.index, u)
     frac, low, high = _BOUNDARY_WIDTH
     width = min(max(frac * length, low), high)
     for channel, at in ((world.start_channel, event.start), (world.end_channel, event.end)):
         near = _bins_between(centres, at - 4.0 * width, at + 4.0 * width)
         pulse = np.exp(-0.5 * ((centres[near] - at) / width) ** 2)
-        latent[near, channel] += _BOUNDARY_AMP * pulse
+        latent[near, channel] += world.difficulty.boundary_amp * pulse
         latent[near, -1] += pulse
 
 
@@ -99,7 +96,7 @@ def source_features(
     """Float32 ``[len(times), dim]`` features of one source at the given video times."""
     rows = _sample(windowed, t0, times)
     latent = rows[:, :-1].astype(np.float32)
-    noise_scale = _FEATURE_NOISE * (1.0 + _TRANSITION_NOISE * np.clip(rows[:, -1], 0.0, 1.0))
+    noise_scale = world.difficulty.feature_noise * (1.0 + _TRANSITION_NOISE * np.clip(rows[:, -1], 0.0, 1.0))
     noise = rng.standard_normal((len(times), source.dim), dtype=np.float32) * noise_scale[:, None].astype(np.float32)
     feats = world.scales[source.name] * (latent @ world.maps[source.name]) + world.biases[source.name] + noise
     return np.ascontiguousarray(feats, dtype=np.float32)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from egoasl.data.synthetic.difficulty import DIFFICULTIES, Difficulty, difficulty_spec
 from egoasl.data.synthetic.scales import scale_spec
 from egoasl.data.synthetic.seeding import random_uid, seeded_rng
 from egoasl.data.synthetic.timing import SourceSpec
@@ -53,6 +54,7 @@ class SyntheticWorld:
     biases: dict[str, np.ndarray]
     entity_text: np.ndarray  # [E, text_dim] unit text embeddings of the entity words
     annotators: list[str]
+    difficulty: Difficulty = DIFFICULTIES["normal"]
 
     @property
     def num_classes(self) -> int:
@@ -104,12 +106,14 @@ class SyntheticWorld:
         return _unit(seeded_rng(self.seed, "word", digest).standard_normal(self.text_dim))
 
 
-def build_world(seed: int = 0, classes: int | None = None, scale: str = "demo") -> SyntheticWorld:
+def build_world(seed: int = 0, classes: int | None = None, scale: str = "demo",
+                difficulty: str = "normal") -> SyntheticWorld:
     """The hidden model behind :func:`~egoasl.data.synthetic.generate_synthetic` for the same arguments.
 
     Tests and notebooks use it to look at prototypes; the generator never writes it to disk.
     """
     spec = scale_spec(scale)
+    hardness = difficulty_spec(difficulty)
     num_classes = _check_classes(spec.classes if classes is None else classes)
     rng = seeded_rng(seed, "world")
     quoted = [label for label in OFFICIAL_MQ_LABELS if label.startswith('"')]
@@ -134,6 +138,8 @@ def build_world(seed: int = 0, classes: int | None = None, scale: str = "demo") 
             ]
         ).astype(np.float32)
         biases[source.name] = (_SOURCE_BIAS_STD * rng.standard_normal(dim)).astype(np.float32)
+    if hardness.prototype_overlap > 0:
+        _share_class_component(maps, num_classes, hardness.prototype_overlap, seeded_rng(seed, "overlap"))
     text_mixing = rng.standard_normal((spec.hidden_dim, spec.text_dim))
     entity_text = _unit(
         _unit(hidden @ text_mixing) + _TEXT_ENTITY_NOISE * _unit(rng.standard_normal((len(entities), spec.text_dim)))
@@ -150,7 +156,17 @@ def build_world(seed: int = 0, classes: int | None = None, scale: str = "demo") 
         biases=biases,
         entity_text=entity_text,
         annotators=[random_uid(rng) for _ in range(16)],
+        difficulty=hardness,
     )
+
+
+def _share_class_component(maps: dict[str, np.ndarray], num_classes: int, overlap: float,
+                           rng: np.random.Generator) -> None:
+    """Give every class prototype of every source a common unit component holding ``overlap`` of its energy."""
+    for name, matrix in maps.items():
+        common = _unit(rng.standard_normal(matrix.shape[1]))
+        mixed = np.sqrt(1.0 - overlap) * matrix[:num_classes] + np.sqrt(overlap) * common
+        matrix[:num_classes] = _unit(mixed).astype(np.float32)
 
 
 def _random_prototypes(rng: np.random.Generator, count: int, dim: int) -> np.ndarray:
