@@ -155,6 +155,7 @@ class ASLConfig:
     """Action Sensitivity Learning switches (``specs/asl_method.md`` section 4)."""
 
     class_gaussians: bool = True  # learnable class-aware Gaussian sensitivity weights
+    class_aware: bool = True  # one Gaussian triple per class (release); false: one shared by all classes (control)
     arg_norm: Literal["stride_len", "len"] = "stride_len"
     loc_times_cls: bool = True  # localisation weight multiplied by the cls weight (release)
     wd_on_gauss: bool = True  # weight decay on mu/sigma (release)

@@ -4,11 +4,12 @@
                     [--tiou 0.1 0.2 0.3 0.4 0.5] [--topk 1 2 3 4 5] [--json] [--per-class] [--plot DIR]
     egoasl eval nlq --annotations nlq_val.json --predictions sub.json [--json]
 
-MQ annotations may be an official ``moments_*.json`` or the converted per-clip file. MQ
+MQ annotations may be an official ``moments_*.json``, the converted per-clip file or an
+ActivityNet-style file (``{"database": ...}``; ``--tiou`` sets the dataset's thresholds). MQ
 predictions are a submission (``detect_results`` scored for mAP, ``retrieve_results`` for
 Recall@kx, as the official pipeline does) or an intermediate ``{"results": ...}`` file.
 With ``--json`` stdout is exactly one JSON object (percentages as floats); warnings and plot
-paths go to stderr.
+paths go to stderr. The scoring is :func:`egoasl.evaluate_mq` / :func:`egoasl.evaluate_nlq`.
 """
 
 from __future__ import annotations
@@ -19,11 +20,9 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from egoasl.data.ego4d import load_mq_annotations, load_nlq_annotations
-from egoasl.errors import EgoaslError
-from egoasl.io.submission import read_mq_submission, read_nlq_submission
-from egoasl.metrics.mq import DEFAULT_TIOUS, DEFAULT_TOPK, MQResult, evaluate_mq, format_tiou
-from egoasl.metrics.nlq import NLQResult, evaluate_nlq
+from egoasl.api import evaluate_mq, evaluate_nlq, load_mq_ground_truth
+from egoasl.metrics.mq import DEFAULT_TIOUS, DEFAULT_TOPK, MQResult, format_tiou
+from egoasl.metrics.nlq import NLQResult
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -33,13 +32,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     tasks = parser.add_subparsers(dest="task", metavar="TASK", required=True)
 
     mq = tasks.add_parser("mq", help="Moment Queries: mAP at tIoU thresholds and Recall@kx")
-    mq.add_argument("--annotations", required=True, type=Path, help="moments_*.json or the converted per-clip file")
+    mq.add_argument("--annotations", required=True, type=Path,
+                    help="moments_*.json, the converted per-clip file or an ActivityNet-style file")
     mq.add_argument("--predictions", required=True, type=Path, help="submission JSON")
     mq.add_argument("--split", default="val", help="split of the annotations to score (default: val)")
     mq.add_argument("--tiou", type=float, nargs="+", default=list(DEFAULT_TIOUS), metavar="T",
-                    help="tIoU thresholds (default: 0.1 0.2 0.3 0.4 0.5), used as given")
+                    help="tIoU thresholds (default Ego4D's: 0.1 0.2 0.3 0.4 0.5; ActivityNet: 0.5 0.55 ... 0.95, "
+                         "THUMOS14: 0.3 0.4 0.5 0.6 0.7), used as given")
     mq.add_argument("--topk", type=int, nargs="+", default=list(DEFAULT_TOPK), metavar="K",
                     help="k of Recall@kx (default: 1 2 3 4 5)")
+    mq.add_argument("--format", choices=["auto", "ego4d", "anet"], default="auto",
+                    help="annotation format (default auto: anet for a file with a top-level \"database\")")
     mq.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     mq.add_argument("--per-class", action="store_true", help="also report AP per class")
     mq.add_argument("--plot", type=Path, metavar="DIR", help="write per_class_ap.png and pr_curve.png to DIR")
@@ -55,13 +58,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_mq(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
     """Score an MQ submission; returns the exit code."""
     out, err = out or sys.stdout, err or sys.stderr
-    annotations = load_mq_annotations(args.annotations)
-    clips = annotations.split(args.split)
-    if not clips:
-        present = sorted({c.split for c in annotations.clips.values()})
-        raise EgoaslError(f"{args.annotations}: no clip of split {args.split!r} (splits present: {present})")
-    detections, retrievals = read_mq_submission(args.predictions)
-    result = evaluate_mq(clips, detections, retrievals, tious=args.tiou, topk=args.topk, where=str(args.predictions))
+    clips = load_mq_ground_truth(args.annotations, args.split, args.format)
+    result = evaluate_mq(clips, args.predictions, tious=args.tiou, topk=args.topk)
     if args.json:
         out.write(json.dumps(result.to_json(per_class=args.per_class)) + "\n")
         for line in _mq_warnings(result):
@@ -123,9 +121,7 @@ def format_mq(result: MQResult, args: argparse.Namespace, num_clips: int) -> str
 def run_nlq(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """Score an NLQ submission; returns the exit code."""
     out = out or sys.stdout
-    annotations = load_nlq_annotations(args.annotations)
-    results = read_nlq_submission(args.predictions)
-    result = evaluate_nlq(annotations.queries, results, where=str(args.predictions))
+    result = evaluate_nlq(args.annotations, args.predictions)
     if args.json:
         out.write(json.dumps(result.to_json()) + "\n")
     else:

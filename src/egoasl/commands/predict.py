@@ -7,8 +7,6 @@ import csv
 import json
 from pathlib import Path
 
-import torch
-
 from egoasl.errors import EgoaslError
 
 
@@ -77,47 +75,21 @@ def _predict_split(args, cfg, task, model, device) -> int:
     return 0
 
 
-def _clip_inputs(args, cfg) -> tuple[torch.Tensor, torch.Tensor, dict]:
-    """Feature files of one clip -> padded ``feats (1, C, T)``, ``masks (1, T)`` and the grid meta."""
-    from egoasl.data.features import align_sources, load_feature_file, slice_video_features
-
-    sources = cfg.data.sources
-    if len(args.features) != len(sources):
-        names = ", ".join(f"{s.name} ({s.dim})" for s in sources)
-        raise EgoaslError(f"--features: this run needs {len(sources)} files, one per source in order: {names}")
-    tensors = [load_feature_file(path, expected_dim=s.dim) for path, s in zip(args.features, sources)]
-    duration = args.duration or tensors[0].shape[0] / sources[0].rate
-    loaded = []
-    for rows, source, path in zip(tensors, sources, args.features):
-        if source.layout == "video":
-            loaded.append(slice_video_features(rows, 0.0, duration, step=1.0 / source.rate, source=path))
-        else:
-            loaded.append((rows, 0.5 / source.rate))
-    clip = align_sources(loaded, cfg.data, duration)
-    feats = torch.zeros(1, clip.feats.shape[0], cfg.data.max_seq_len)
-    feats[0, :, : clip.feats.shape[1]] = clip.feats
-    masks = torch.zeros(1, cfg.data.max_seq_len, dtype=torch.bool)
-    masks[0, : clip.feats.shape[1]] = True
-    return feats, masks, {"grid_step": clip.grid.step, "grid_offset": clip.grid.offset, "duration": duration}
-
-
 def _predict_features(args, cfg, task, model, device) -> int:
-    from egoasl.engine.ensemble import raw_output_of
+    """One clip's moments (MQ) or one question's windows (NLQ): :class:`egoasl.api.Run`'s methods."""
+    from egoasl.api import Run
 
-    feats, masks, meta = _clip_inputs(args, cfg)
+    run = Run(args.run, cfg, task, model, device)
     if cfg.data.task == "nlq":
-        return _answer_query(args, cfg, task, model, device, feats, masks, meta)
-    with torch.no_grad():
-        out = model(feats.to(device), masks.to(device))
-    moments = task.decode(raw_output_of(out, 0), meta)
-    if args.top > 0:
-        moments = moments[: args.top]
-    duration = meta["duration"]
+        return _answer_query(args, run)
+    found = run.predict_clip(*args.features, duration=args.duration, top=args.top)
+    moments = [m.to_dict() for m in found]
+    duration = args.duration or run.default_duration(args.features[0])
     out_path = args.out or Path(args.features[0].stem + "_moments.json")
     _write_moments(out_path, moments, duration)
     print(f"{len(moments)} moments in {duration:.1f} s; wrote {out_path}")
-    for m in moments[:5]:
-        print(f"  {m['score']:.3f}  {m['segment'][0]:8.2f} - {m['segment'][1]:8.2f} s  {m['label']}")
+    for m in found[:5]:
+        print(f"  {m.score:.3f}  {m.start:8.2f} - {m.end:8.2f} s  {m.label}")
     if args.plot:
         from egoasl.viz import plot_timeline
 
@@ -127,37 +99,15 @@ def _predict_features(args, cfg, task, model, device) -> int:
     return 0
 
 
-def _query_tokens(args, cfg) -> torch.Tensor:
-    """The question's token features ``[L, text_dim]``: from --query-features, or --query encoded."""
-    from egoasl.data.features import load_feature_file
-
-    if args.query_features:
-        tokens = load_feature_file(args.query_features, expected_dim=cfg.data.text_dim)
-    elif args.query:
-        from egoasl.data.text_encoders import build_text_encoder
-
-        encoder = build_text_encoder(args.text_encoder, args.text_weights, dim=cfg.data.text_dim)
-        if encoder.dim != cfg.data.text_dim:
-            raise EgoaslError(f"--text-encoder {args.text_encoder} gives {encoder.dim}-d tokens; this run was trained on "
-                              f"{cfg.data.text_dim}-d text features (data.text_dim): use the encoder that made them")
-        tokens = encoder.encode([args.query], cfg.data.max_text_len)[0]
-    else:
+def _answer_query(args, run) -> int:
+    if not args.query and not args.query_features:
         raise EgoaslError("an NLQ run answers a question: give --query TEXT or --query-features FILE")
-    return tokens[: cfg.data.max_text_len]
-
-
-def _answer_query(args, cfg, task, model, device, feats, masks, meta) -> int:
-    from egoasl.engine.ensemble import raw_output_of
-
-    tokens = _query_tokens(args, cfg)
-    text_masks = torch.ones(1, tokens.shape[0], dtype=torch.bool)
-    with torch.no_grad():
-        out = model(feats.to(device), masks.to(device), tokens[None].to(device), text_masks.to(device))
-    windows = task.decode(raw_output_of(out, 0), meta)
+    windows = run.answer(*args.features, query=args.query, query_features=args.query_features,
+                         duration=args.duration, text_encoder=args.text_encoder, text_weights=args.text_weights)
     answer = {
         "query": args.query or str(args.query_features),
-        "duration": meta["duration"],
-        "windows": [{"start": w.start, "end": w.end, "score": w.score} for w in windows],
+        "duration": args.duration or run.default_duration(args.features[0]),
+        "windows": [w.to_dict() for w in windows],
     }
     out_path = args.out or Path(args.features[0].stem + "_answer.json")
     from egoasl.io.atomic import write_text_atomic

@@ -7,7 +7,10 @@ Ego4D features) and ``<features>/<source>/<clip_uid>.pt|.npy`` for per-clip sour
 is read with :func:`egoasl.data.features.load_feature_file` (shape, dimension, NaN/Inf), and a
 per-video file must cover each of its clips: with ``N`` vectors every 16/30 s, ``N * 16/30``
 must reach ``video_end_sec`` within one step (the last window of the official features ends
-one step after its start).
+one step after its start). A source with a stated timing (fps, stride, window: ActivityNet-style
+data) must hold the windows that fit in what it covers, less one
+(:func:`egoasl.data.features.check_rows`). MQ files may be ActivityNet-style
+(:mod:`egoasl.data.mq_formats`); :func:`check_config` checks what a training config points at.
 """
 
 from __future__ import annotations
@@ -20,10 +23,12 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from egoasl.data.ego4d import SPLITS, TASKS, find_annotation_files, load_mq_annotations, load_nlq_annotations
-from egoasl.data.features import FEATURE_SUFFIXES, load_feature_file
+from egoasl.config import Config
+from egoasl.data.ego4d import SPLITS, TASKS, find_annotation_files, load_nlq_annotations
+from egoasl.data.features import FEATURE_SUFFIXES, check_rows, load_feature_file, source_timing
+from egoasl.data.mq_formats import load_mq_file
 from egoasl.data.records import MQAnnotations, NLQAnnotations
-from egoasl.data.timegrid import OFFICIAL_FEATURE_STEP
+from egoasl.data.timegrid import OFFICIAL_FEATURE_STEP, FeatureTiming
 from egoasl.errors import DataError, EgoaslError
 
 LAYOUTS = ("video", "clip")
@@ -33,11 +38,13 @@ SKIPPED_FOLDERS = ("text",)  # NLQ query features live next to the video sources
 
 @dataclass(frozen=True)
 class FeatureSource:
-    """One feature folder to check. ``dim``/``layout`` None: taken from the files themselves."""
+    """One feature folder to check. ``dim``/``layout`` None: taken from the files themselves.
+    ``timing``: the rows' stated timing (ActivityNet-style sources), checked against each clip."""
 
     name: str
     dim: int | None = None
     layout: str | None = None
+    timing: FeatureTiming | None = None
 
 
 @dataclass(frozen=True)
@@ -52,10 +59,11 @@ class ClipSpan:
 
 @dataclass
 class CheckReport:
-    """The outcome of a check: readable statistics lines and every problem found."""
+    """The outcome of a check: readable statistics lines, every problem found and the MQ files read."""
 
     lines: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    mq: list[MQAnnotations] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -85,13 +93,14 @@ def parse_source(text: str) -> FeatureSource:
 
 
 def load_for_check(
-    locations: Sequence[str | Path], task: str | None = None
+    locations: Sequence[str | Path], task: str | None = None, format: str = "auto"
 ) -> tuple[list[MQAnnotations], list[NLQAnnotations], list[str]]:
     """Read every annotation file at ``locations`` in collect-all mode.
 
     A location is a file or a folder (every split of the task found there, see
     :func:`~egoasl.data.ego4d.find_annotation_files`). Without ``task``, a file whose name
     starts with ``nlq`` is NLQ and any other file MQ; a folder is searched for both tasks.
+    ``format`` is the MQ files' (:func:`~egoasl.data.mq_formats.load_mq_file`).
 
     Returns:
         ``(mq, nlq, problems)``: what could be read, and one line per problem.
@@ -119,7 +128,7 @@ def load_for_check(
     for name, path in dict.fromkeys(files):
         errors: list[DataError] = []
         if name == "mq":
-            mq.append(load_mq_annotations(path, errors=errors))
+            mq.append(load_mq_file(path, format, errors=errors))
         else:
             nlq.append(load_nlq_annotations(path, errors=errors))
         problems += [str(err) for err in errors]
@@ -314,7 +323,7 @@ def check_features(
             except DataError as err:
                 problems.append(f"{err} (while reading the feature dimension of source {source.name!r})")
                 continue
-        found = _check_source(folder, files, stems, layout, dim, source.name, progress)
+        found = _check_source(folder, files, stems, layout, dim, source, progress)
         problems += found.problems
         lines.append(f"  {source.name}: layout {layout}, dim {dim}, {found.checked} files read, "
                      f"{len(found.problems)} problem(s)" + found.note)
@@ -352,8 +361,9 @@ class _SourceResult:
 
 
 def _check_source(folder: Path, files: dict[str, Path], stems: dict[str, list[ClipSpan]], layout: str,
-                  dim: int, name: str, progress: bool) -> _SourceResult:
+                  dim: int, source: FeatureSource, progress: bool) -> _SourceResult:
     result = _SourceResult()
+    name = source.name
     rates = []
     bar = tqdm(stems.items(), desc=f"features {name}", unit="file", leave=False, disable=None if progress else True)
     for stem, members in bar:
@@ -373,6 +383,14 @@ def _check_source(folder: Path, files: dict[str, Path], stems: dict[str, list[Cl
             continue
         result.checked += 1
         count = int(feats.shape[0])
+        if source.timing is not None:
+            for clip in members:
+                covered = clip.video_end_sec if layout == "video" else clip.video_end_sec - clip.video_start_sec
+                try:
+                    check_rows(source.timing, count, covered, path)
+                except DataError as err:
+                    result.problems.append(str(err))
+            continue
         if layout == "clip":
             rates.append(count / (members[0].video_end_sec - members[0].video_start_sec))
             continue
@@ -411,10 +429,11 @@ def run_data_check(
     sources: Sequence[FeatureSource] | None = None,
     task: str | None = None,
     progress: bool = False,
+    format: str = "auto",
 ) -> CheckReport:
     """Read the annotations (and check the features when ``features`` is given); list every problem."""
-    mq, nlq, problems = load_for_check(annotations, task)
-    report = CheckReport(problems=problems)
+    mq, nlq, problems = load_for_check(annotations, task, format)
+    report = CheckReport(problems=problems, mq=mq)
     if mq:
         report.lines += format_mq_statistics(mq)
     if nlq:
@@ -427,4 +446,27 @@ def run_data_check(
             lines, feature_problems = check_features(spans, features, sources, progress)
             report.lines += [f"features in {features} ({len(spans)} clips):", *lines]
             report.problems += feature_problems
+    return report
+
+
+def check_config(cfg: Config, progress: bool = False) -> CheckReport:
+    """Check the annotations and feature sources a training config points at.
+
+    Uses ``data.root``, ``data.annotations``, ``data.format``, ``data.features`` and every
+    source's folder, dimension, layout and stated timing; for MQ, ``model.num_classes`` must
+    equal the number of classes in the train and val annotations (the run's taxonomy).
+    """
+    data = cfg.data
+    root = Path(data.root or ".")
+    annotations = Path(data.annotations)
+    annotations = annotations if annotations.is_absolute() else root / annotations
+    sources = [FeatureSource(s.dir or s.name, s.dim, s.layout, source_timing(s) if s.fps > 0 else None)
+               for s in data.sources]
+    report = run_data_check([annotations], root / data.features, sources or None, data.task, progress, data.format)
+    if data.task == "mq":
+        labels = {i.label for ann in report.mq for clip in ann.clips.values()
+                  if clip.split in ("train", "val") for i in clip.instances}
+        if labels and len(labels) != cfg.model.num_classes:
+            report.problems.append(f"config key model.num_classes: expected {len(labels)} (the classes of the train "
+                                   f"and val annotations), got {cfg.model.num_classes}")
     return report

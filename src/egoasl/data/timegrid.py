@@ -15,10 +15,18 @@ Two grids are used:
   features use a 32-frame window every 16 frames at 30 fps, so ``step = 16 / 30`` and
   cell ``j`` of a clip is centred where the feature store says its first cell is
   (``offset``), plus ``j * step``.
+
+Where the rows of a feature *file* lie in time is a :class:`FeatureTiming`: row ``j`` summarises
+frames ``[j * stride, j * stride + window)`` of a video at ``fps`` frames per second, so it is
+centred at ``(j * stride + window / 2) / fps`` seconds and rows are ``stride / fps`` apart. The
+official per-video Ego4D features are ``fps 30, stride 16, window 32``; a per-clip file at
+``rate`` vectors per second whose windows tile the clip is ``fps rate, stride 1, window 1``;
+ActivityNet-style datasets state their own (THUMOS14 I3D: ``fps 30, stride 4, window 16``).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -70,3 +78,44 @@ class TimeGrid:
         if isinstance(seconds, np.ndarray):
             return np.clip(seconds, 0.0, self.duration)
         return min(max(float(seconds), 0.0), self.duration)
+
+
+@dataclass(frozen=True)
+class FeatureTiming:
+    """Where the rows of one feature file lie in time (module docstring).
+
+    Attributes:
+        fps: frames per second of the video the features were extracted from.
+        stride: frames between the first frames of two consecutive rows.
+        window: frames summarised by one row.
+    """
+
+    fps: float
+    stride: float
+    window: float
+
+    def __post_init__(self) -> None:
+        if not (self.fps > 0 and self.stride > 0 and self.window > 0):
+            raise ValueError(f"FeatureTiming needs fps, stride and window > 0, got {self.fps}, {self.stride}, {self.window}")
+
+    @property
+    def step(self) -> float:
+        """Seconds between the centres of two consecutive rows."""
+        return self.stride / self.fps
+
+    @property
+    def first_centre(self) -> float:
+        """Seconds from the start of the video to the centre of row 0."""
+        return 0.5 * self.window / self.fps
+
+    def grid(self, duration: float) -> TimeGrid:
+        """The native grid of the file's rows over a video of ``duration`` seconds."""
+        return TimeGrid(step=self.step, offset=self.first_centre, duration=duration)
+
+    def full_windows(self, duration: float) -> int:
+        """Rows a sliding-window extractor gives for ``duration`` seconds: ``floor((D fps - window) / stride) + 1``.
+
+        The windows that fit entirely in the video, at least one.
+        """
+        frames = duration * self.fps
+        return max(1, math.floor((frames - self.window) / self.stride + 1e-9) + 1)

@@ -38,6 +38,8 @@ from egoasl.model.blocks import ChannelLayerNorm, MaskedConv1d
 from egoasl.model.losses import iou_1d
 
 GAUSSIAN_NAMES = ("mu_cls", "sigma_cls", "mu_loc_start", "sigma_loc_start", "mu_loc_end", "sigma_loc_end")
+GAUSSIAN_INIT = {"mu_cls": 0.0, "sigma_cls": 1.0, "mu_loc_start": 0.5, "sigma_loc_start": 1.0,
+                 "mu_loc_end": -0.5, "sigma_loc_end": 1.0}
 
 
 def gaussian(x: Tensor, mu: Tensor, sigma: Tensor) -> Tensor:
@@ -82,12 +84,10 @@ class SensitivityWeights(nn.Module):
         self.arg_norm = cfg.arg_norm
         self.loc_times_cls = cfg.loc_times_cls
         self.sigma_min = cfg.sigma_min
-        self.mu_cls = nn.Parameter(torch.zeros(num_classes))
-        self.sigma_cls = nn.Parameter(torch.ones(num_classes))
-        self.mu_loc_start = nn.Parameter(torch.full((num_classes,), 0.5))
-        self.sigma_loc_start = nn.Parameter(torch.ones(num_classes))
-        self.mu_loc_end = nn.Parameter(torch.full((num_classes,), -0.5))
-        self.sigma_loc_end = nn.Parameter(torch.ones(num_classes))
+        self.class_aware = cfg.class_aware
+        size = num_classes if cfg.class_aware else 1  # one Gaussian triple shared by all classes
+        for name in GAUSSIAN_NAMES:
+            setattr(self, name, nn.Parameter(torch.full((size,), GAUSSIAN_INIT[name])))
 
     def forward(self, points: Tensor, segments: list[Tensor], labels: list[Tensor],
                 gt_index: Tensor) -> tuple[Tensor, Tensor]:
@@ -98,12 +98,34 @@ class SensitivityWeights(nn.Module):
         if self.arg_norm == "stride_len":
             norm = norm * stride
         x = (0.5 * (seg[:, 0] + seg[:, 1]) - t) / norm  # (M,)
+        if not self.class_aware:
+            cls = torch.zeros_like(cls)
         w_cls, w_loc = class_gaussian_weights(
             x, cls, *(getattr(self, name) for name in GAUSSIAN_NAMES),
             loc_times_cls=self.loc_times_cls, sigma_min=self.sigma_min,
         )
         ones = torch.ones(gt_index.shape, dtype=w_cls.dtype, device=w_cls.device)
         return ones.index_put((batch, point), w_cls), ones.index_put((batch, point), w_loc)
+
+
+def gaussian_spread(model: nn.Module) -> dict[str, float]:
+    """How class-aware the Gaussians of ``model`` (any module holding a :class:`SensitivityWeights`) are.
+
+    For each of the six per-class parameters ``p`` (:data:`GAUSSIAN_NAMES`): ``p_std``, the
+    standard deviation across classes (0 while every class has the same Gaussian), ``p_mean``,
+    and ``p_shift``, the largest distance of a class's value from the initial one. Empty when
+    the model has no class Gaussians.
+    """
+    weights = next((m for m in model.modules() if isinstance(m, SensitivityWeights)), None)
+    if weights is None:
+        return {}
+    spread: dict[str, float] = {}
+    for name in GAUSSIAN_NAMES:
+        values = getattr(weights, name).detach().double()  # (K,)
+        spread[f"{name}_std"] = values.std(correction=0).item()
+        spread[f"{name}_mean"] = values.mean().item()
+        spread[f"{name}_shift"] = (values - GAUSSIAN_INIT[name]).abs().max().item()
+    return spread
 
 
 def normalize_positive(weights: Tensor, positive: Tensor) -> Tensor:
