@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -34,7 +35,9 @@ def test_tiny_detector_learns_synthetic_mq(tiny_data, tmp_path):
     # a fresh model scores near zero; the trained one must find most instances
     assert summary.best_metric >= 40.0, summary.last_metrics
     metrics_lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
-    assert len(metrics_lines) == 30 * 3 + 1  # one line per step, one per evaluation
+    assert len(metrics_lines) == 30 * 3 + 1 + 30  # one line per step, one per evaluation, one per epoch (ASL spread)
+    spread = json.loads(metrics_lines[-1])["asl"]
+    assert spread["mu_cls_std"] > 0 and spread["sigma_cls_shift"] > 0  # the Gaussians moved apart from their init
     assert (tmp_path / "run" / "predictions" / "val_submission.json").is_file()
     assert (tmp_path / "run" / "checkpoints" / "best.safetensors").is_file()
     assert list((tmp_path / "run" / "tb").iterdir())
@@ -89,7 +92,7 @@ def test_two_process_ddp_on_cpu(tiny_data, tmp_path):
     assert "epoch 2/2" in proc.stdout and "val average_mAP" in proc.stdout
     # one process writes: one line per step (3 steps of batch 1 per rank), one evaluation per run
     lines = (run_dir / "metrics.jsonl").read_text().splitlines()
-    assert len(lines) == 2 * 3 + 1
+    assert len(lines) == 2 * 3 + 1 + 2  # + the ASL spread of each epoch
     ckpt = load_file(run_dir / "checkpoints" / "last.safetensors")
     assert all(torch.isfinite(v).all() for v in ckpt.values() if v.is_floating_point())
 

@@ -32,12 +32,13 @@ from egoasl.engine import distributed
 from egoasl.engine.ema import ModelEMA
 from egoasl.engine.host_memory import keep_freed_heap_memory
 from egoasl.engine.precision import autocast_context, resolve_amp
-from egoasl.engine.schedule import lr_at
+from egoasl.engine.schedule import lr_at, set_lr
 from egoasl.engine.task import EvalResult, Task
 from egoasl.errors import EgoaslError
 from egoasl.io.atomic import write_text_atomic
 from egoasl.io.checkpoint import Checkpoint, load_checkpoint, save_checkpoint, weights_path
 from egoasl.model.param_groups import param_groups
+from egoasl.model.sensitivity import gaussian_spread
 
 
 @dataclass
@@ -70,8 +71,9 @@ def make_optimizer(model: nn.Module, cfg: Config, device: torch.device) -> torch
     instead of a dozen element-wise passes: 0.11 s instead of 0.52 s at the release size
     (222 M parameters) on a 2-core CPU. Same update rule.
     """
-    return torch.optim.AdamW(param_groups(model, cfg.train.weight_decay, cfg.asl.wd_on_gauss), lr=cfg.train.lr,
-                             fused=device.type in ("cpu", "cuda"))
+    groups = param_groups(model, cfg.train.weight_decay, cfg.asl.wd_on_gauss,
+                          decay_channel_ln=cfg.train.decay_channel_ln, gauss_lr_mult=cfg.asl.gauss_lr_mult)
+    return torch.optim.AdamW(groups, lr=cfg.train.lr, fused=device.type in ("cpu", "cuda"))
 
 
 def prepare_run_folder(run_dir: Path, cfg: Config) -> bool:
@@ -247,8 +249,7 @@ def train(
         running, seen, tic = 0.0, 0, time.time()
         for batch in bar:
             lr = lr_at(step, cfg.train.lr, warmup_steps, total_steps, cfg.train.eta_min)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
+            set_lr(optimizer, lr)  # times each group's lr_mult (asl.gauss_lr_mult)
             # free the previous step's gradients before the forward, not after it: at the size of
             # the release that keeps 0.8 GiB of gradients from coexisting with the activations
             optimizer.zero_grad(set_to_none=True)
@@ -290,7 +291,7 @@ def train(
             log.log({"epoch": epoch + 1, "step": step, "split": cfg.data.val_split, **evaluated.metrics}, step, "val")
             msg += f" | {cfg.data.val_split} {task.main_metric} {evaluated.main:.2f}"
         if info.is_main:
-            _log_sensitivity(log, model, step)
+            _log_sensitivity(log, model, step, epoch + 1)
             improved = evaluated is not None and (best is None or evaluated.main > best)
             if improved:
                 best, best_epoch = evaluated.main, epoch + 1
@@ -323,8 +324,12 @@ def _iterations(n_items: int, batch_size: int, drop_last: bool) -> int:
     return n_items // batch_size if drop_last else math.ceil(n_items / batch_size)
 
 
-def _log_sensitivity(log: MetricsLog, model: nn.Module, step: int) -> None:
-    """Histograms of the ASL per-class mu/sigma, so that a collapse is visible."""
+def _log_sensitivity(log: MetricsLog, model: nn.Module, step: int, epoch: int) -> None:
+    """Histograms of the ASL per-class mu/sigma and their spread across classes (``asl/*_std`` in
+    metrics.jsonl and TensorBoard), so that a collapse, or Gaussians that never become class-aware, is visible."""
+    spread = gaussian_spread(model)
+    if spread:
+        log.log({"epoch": epoch, "step": step, "asl": spread}, step, "train")
     getter = getattr(model, "sensitivity_parameters", None)
     if getter is None:
         return

@@ -12,6 +12,11 @@ Data flow for ``feats (B, sum(dim), T)``, ``mask (B, 1, T)`` (release sizes in b
    XLNet) transforms level 0 before it enters the branch; level 0 itself stays the stem output;
 6. ``num_levels - 1`` stride-2 blocks, each output one more level (strides 2, 4, ...).
 
+Padded steps: ``model.mask_conv_inputs``, ``masked_skip_pool`` and ``zero_padded_relpos``
+(all true by default; false in ``mq/release``) choose between egoasl's padding-blind
+convolutions, skip and rel-pos layer and the release's, which let padded steps in
+(:mod:`egoasl.model.blocks`, :mod:`egoasl.model.relpos`).
+
 With ``model.grad_checkpoint`` the stem and branch blocks are activation-checkpointed in
 training (see :meth:`Backbone._run`).
 
@@ -52,16 +57,19 @@ class Backbone(nn.Module):
         self.proj = nn.ModuleList(MaskedConv1d(s.dim, s.proj_dim, 1) for s in sources)
         n_in = sum(s.proj_dim for s in sources)
         self.embd = nn.ModuleList(
-            MaskedConv1d(n_in if i == 0 else cfg.width, cfg.width, cfg.embd_kernel, bias=False)
+            MaskedConv1d(n_in if i == 0 else cfg.width, cfg.width, cfg.embd_kernel, bias=False,
+                         mask_input=cfg.mask_conv_inputs)
             for i in range(cfg.embd_layers)
         )
         self.embd_norm = nn.ModuleList(ChannelLayerNorm(cfg.width) for _ in range(cfg.embd_layers))
         block = dict(width=cfg.width, n_head=cfg.n_head, window=cfg.attn_window, dropout=cfg.dropout,
                      droppath=cfg.droppath, channel_attention=cfg.channel_attention, t_c_alpha=cfg.t_c_alpha,
-                     masked_channel_attention=cfg.masked_channel_attention)
+                     masked_channel_attention=cfg.masked_channel_attention,
+                     mask_conv_inputs=cfg.mask_conv_inputs, masked_skip_pool=cfg.masked_skip_pool)
         self.stem = nn.ModuleList(TransformerBlock(stride=1, **block) for _ in range(cfg.stem_layers))
         self.rel_layer = (
-            RelPosGlobalLayer(cfg.width, cfg.n_head, cfg.rel_global_inner, cfg.rel_dropout)
+            RelPosGlobalLayer(cfg.width, cfg.n_head, cfg.rel_global_inner, cfg.rel_dropout,
+                              zero_padded=cfg.zero_padded_relpos)
             if cfg.rel_global_layer else None
         )
         self.branch = nn.ModuleList(TransformerBlock(stride=2, **block) for _ in range(cfg.num_levels - 1))

@@ -2,12 +2,14 @@
 
 Conventions: features are ``(B, C, T)``, masks ``(B, 1, T)`` bool, True on valid steps.
 
-Padding policy (a deliberate fix over the release): every masked convolution zeroes its
-*input* at padded steps as well as its output, and the stride-2 skip path max-pools over
-valid steps only. So a valid output never reads a padded step through a kernel's border.
-The release (ActionFormer's ``MaskedConv1D``) masked the output only, which let the
-``ReLU(LN bias)`` values sitting at padded steps enter the convolution at the last valid
-step. The values stored at padded steps themselves are unchanged from the release.
+Padding policy (a deliberate fix over the release, the default): every masked convolution
+zeroes its *input* at padded steps as well as its output (``model.mask_conv_inputs``), and
+the stride-2 skip path max-pools over valid steps only (``model.masked_skip_pool``). So a
+valid output never reads a padded step through a kernel's border. The release
+(ActionFormer's ``MaskedConv1D``, ``nn.MaxPool1d``) masked the output only, which let the
+``ReLU(LN bias)`` values sitting at padded steps enter the convolution and the skip's max at
+the last valid step; both switches set to false compute exactly that (``mq/release``). The
+values stored at padded steps themselves are the release's either way.
 
 The one remaining leak is the released channel attention (``masked_channel_attention:
 false``, the default): it sums over every time step, padded ones included, exactly as the
@@ -64,6 +66,9 @@ class MaskedConv1d(nn.Module):
     sampled at steps ``0, s, 2s, ...`` (nearest), so output i is centred on input ``s·i``.
     The bias is initialised to zero.
 
+    ``mask_input=False`` is the release's ``MaskedConv1D``: the input is read as it is, padded
+    steps included (kernel 1 is the same either way).
+
     Kernel 1 (not grouped) is one matmul over the channels of the ``(B, T, C)`` view, and
     masking its output is enough, as no step reads a neighbour. Other kernels are
     ``F.conv2d`` on the channels-last ``(B, C, 1, T)`` view (module docstring). At the release
@@ -75,12 +80,13 @@ class MaskedConv1d(nn.Module):
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
-                 groups: int = 1, bias: bool = True) -> None:
+                 groups: int = 1, bias: bool = True, mask_input: bool = True) -> None:
         super().__init__()
         if kernel_size % 2 != 1:
             raise ValueError(f"MaskedConv1d needs an odd kernel size, got {kernel_size}")
         self.kernel_size = kernel_size
         self.stride = stride
+        self.mask_input = mask_input
         self.conv = nn.Conv1d(in_channels, out_channels, kernel_size, stride=stride,
                               padding=kernel_size // 2, groups=groups, bias=bias)
         if bias:
@@ -89,7 +95,7 @@ class MaskedConv1d(nn.Module):
     def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         # x: (B, C_in, T); mask: (B, 1, T) bool -> (B, C_out, T'), (B, 1, T') with T' = ceil(T / stride)
         out_mask = mask[:, :, :: self.stride]
-        if self.kernel_size > 1:
+        if self.kernel_size > 1 and self.mask_input:
             x = x * mask.to(x.dtype)
         out = self.convolve(x)
         return out * out_mask.to(out.dtype), out_mask
@@ -122,10 +128,14 @@ class ChannelLayerNorm(nn.Module):
         return out.transpose(1, 2)
 
 
-def masked_max_pool(x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-    """Max-pool, kernel 3, stride 2, padding 1, over valid steps only; zeros at padded outputs."""
+def masked_max_pool(x: Tensor, mask: Tensor, valid_only: bool = True) -> tuple[Tensor, Tensor]:
+    """Max-pool, kernel 3, stride 2, padding 1; zeros at padded outputs.
+
+    ``valid_only`` pools over valid steps only; otherwise over every step, padded ones
+    included (the release's ``nn.MaxPool1d`` skip, ``model.masked_skip_pool: false``).
+    """
     # x: (B, C, T) -> (B, C, T // 2); pooled over T of the (B, 1, T, C) view, keeping x's layout
-    filled = torch.where(mask, x, float("-inf"))
+    filled = torch.where(mask, x, float("-inf")) if valid_only else x
     out = F.max_pool2d(filled.transpose(1, 2)[:, None], kernel_size=(3, 1), stride=(2, 1), padding=(1, 0))
     out = out[:, 0].transpose(1, 2)  # (B, C, T // 2)
     out_mask = mask[:, :, ::2]  # (B, 1, T // 2)
@@ -196,11 +206,15 @@ class MaskedMHCA(nn.Module):
     allowed keys, the dtype's lowest value elsewhere. That is the release's masked softmax
     (a disallowed key's weight is exactly 0), and a query with no allowed key spreads its
     weight over keys whose values are zeroed, hence the zero output.
+
+    ``mask_input=False`` (the release) lets the q/k/v convolutions read the padded steps of
+    their input as they are; by default they read zeros there.
     """
 
     def __init__(self, width: int, n_head: int, stride: int = 1, window: int = -1,
-                 attn_dropout: float = 0.0, proj_dropout: float = 0.0) -> None:
+                 attn_dropout: float = 0.0, proj_dropout: float = 0.0, mask_input: bool = True) -> None:
         super().__init__()
+        self.mask_input = mask_input
         self.n_head = n_head
         self.head_dim = width // n_head
         self.window = window
@@ -224,9 +238,11 @@ class MaskedMHCA(nn.Module):
 
     def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         # x: (B, C, T); mask: (B, 1, T) -> out (B, C, T'), out_mask (B, 1, T') with T' = T / stride
-        # q, k, v read the padded steps as zeros; their own padded outputs are left as they are:
-        # padded queries are zeroed at the end, padded keys get no weight and padded values are zeroed
-        x = (x * mask.to(x.dtype)).to(compute_dtype(x))  # cast once for the three convolutions
+        # q, k, v read the padded steps as zeros (mask_input); their own padded outputs are left as they
+        # are: padded queries are zeroed at the end, padded keys get no weight and padded values are zeroed
+        if self.mask_input:
+            x = x * mask.to(x.dtype)
+        x = x.to(compute_dtype(x))  # cast once for the three convolutions
         q, k, v = self.query_conv.convolve(x), self.key_conv.convolve(x), self.value_conv.convolve(x)  # (B, C, T')
         q_mask = kv_mask = mask[:, :, :: self.query_conv.stride]  # (B, 1, T')
         q = self._heads(self.query(self.query_norm(q)))  # (B, H, T', d)
@@ -309,22 +325,27 @@ class TransformerBlock(nn.Module):
     """Pre-LN conv-attention block; stride 1 (stem) or 2 (downsampling).
 
     Temporal path: ``y = skip(x)·m + LS(MHCA(LN1 x))``, ``y = y + LS(MLP(LN2 y)·m)``, where
-    skip is identity (stride 1) or a masked max-pool (stride 2). A stride-1 block with
+    skip is identity (stride 1) or a max-pool (stride 2; over valid steps only with
+    ``masked_skip_pool``, over all steps in the release). ``mask_conv_inputs`` goes to the
+    attention's q/k/v convolutions (:class:`MaskedMHCA`). A stride-1 block with
     ``channel_attention`` adds the channel path on the same ``LN1 x`` and returns
     ``α·y + (1-α)·z`` (not re-masked in the release variant, masked in the masked variant).
     Stride-2 blocks have no channel path (the release built one and never used it).
     """
 
     def __init__(self, width: int, n_head: int, stride: int, window: int, dropout: float, droppath: float,
-                 channel_attention: bool, t_c_alpha: float, masked_channel_attention: bool) -> None:
+                 channel_attention: bool, t_c_alpha: float, masked_channel_attention: bool,
+                 mask_conv_inputs: bool = True, masked_skip_pool: bool = True) -> None:
         super().__init__()
         if stride not in (1, 2):
             raise ValueError(f"TransformerBlock stride must be 1 or 2, got {stride}")
         self.stride = stride
+        self.masked_skip_pool = masked_skip_pool
         self.alpha = t_c_alpha
         self.ln1 = ChannelLayerNorm(width)
         self.ln2 = ChannelLayerNorm(width)
-        self.attn = MaskedMHCA(width, n_head, stride=stride, window=window, proj_dropout=dropout)
+        self.attn = MaskedMHCA(width, n_head, stride=stride, window=window, proj_dropout=dropout,
+                               mask_input=mask_conv_inputs)
         self.mlp = nn.Sequential(
             PointwiseConv1d(width, 4 * width), nn.GELU(), nn.Dropout(dropout),
             PointwiseConv1d(4 * width, width), nn.Dropout(dropout),
@@ -345,7 +366,7 @@ class TransformerBlock(nn.Module):
         u = self.ln1(x)
         a, out_mask = self.attn(u, mask)
         m = out_mask.to(a.dtype)
-        skip = x if self.stride == 1 else masked_max_pool(x, mask)[0]
+        skip = x if self.stride == 1 else masked_max_pool(x, mask, self.masked_skip_pool)[0]
         y = skip * m + self.drop_path_attn(a)
         y = y + self.drop_path_mlp(self.mlp(self.ln2(y)) * m)
         if self.channel is None:

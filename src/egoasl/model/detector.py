@@ -7,11 +7,14 @@ XLNet vocabulary/mask/segment tensors, no ``seg_conv`` head, no ``downsample_con
 (``configs/mq/release.yaml``) that leaves 222.07 M parameters, all of them trained, which
 is what the release itself trained out of its 723.8 M.
 
-Deliberate differences in behaviour, each documented where it lives:
+Deliberate differences in behaviour, each documented where it lives; those that change the
+function are switches whose release values ``configs/mq/release.yaml`` sets:
 
-- masked convs and the stride-2 skip never read padded steps (``blocks``);
-- ``al_loss`` takes its max over valid points only and clamps its logs (``losses``);
-- the loss normaliser is a buffer, so it is checkpointed (``losses``);
+- masked convs, the stride-2 skip and the rel-pos layer never read or emit padded steps
+  (``blocks``, ``relpos``; ``model.mask_conv_inputs``, ``masked_skip_pool``, ``zero_padded_relpos``);
+- ``al_loss`` takes its max over valid points only (``asl.al_valid_only``) and clamps its logs (``losses``);
+- the loss normaliser moves in training mode only (``loss.norm_update_in_eval``) and is a
+  buffer, so it is checkpointed (``losses``);
 - the position table is computed for the actual length instead of interpolated (``blocks``).
 """
 
@@ -73,8 +76,9 @@ class MQDetector(nn.Module):
             )
         self.backbone = Backbone(m, cfg.data.sources)
         self.neck = IdentityNeck(m.width, m.num_levels)
-        self.cls_head = ClsHead(m.width, m.num_classes, m.head_kernel, m.head_layers, m.cls_prior)
-        self.reg_head = RegHead(m.width, m.num_levels, m.head_kernel, m.head_layers)
+        self.cls_head = ClsHead(m.width, m.num_classes, m.head_kernel, m.head_layers, m.cls_prior,
+                                mask_input=m.mask_conv_inputs)
+        self.reg_head = RegHead(m.width, m.num_levels, m.head_kernel, m.head_layers, mask_input=m.mask_conv_inputs)
         self.sensitivity = SensitivityWeights(m.num_classes, asl) if asl.class_gaussians else None
         self.instance_head = InstanceSensitivityHead(m.width, m.head_kernel) if asl.instance_branch else None
         self.loss_norm = LossNormalizer(cfg.loss.init_loss_norm, cfg.loss.loss_norm_momentum)
@@ -120,7 +124,8 @@ class MQDetector(nn.Module):
         """Training losses of a batch; GT ``segments[b] (N_b, 2)`` in level-0 grid cells, ``labels[b] (N_b,)``.
 
         ``loss = cls + reg_weight·reg + al_weight·al (+ instance_weight·instance + ascl_weight·ascl)``,
-        every term summed and divided by the EMA positive count (updated first, in training mode only).
+        every term summed and divided by the EMA positive count (updated first, in training mode only
+        unless ``loss.norm_update_in_eval``).
         """
         terms, _, norm = self.loss_terms(out, segments, labels)
         return self.weighted_total(terms, norm)
@@ -146,7 +151,7 @@ class MQDetector(nn.Module):
                                self.center_sample, self.center_sample_radius)
         gt_index = targets.gt_index.masked_fill(~valid, -1)  # (B, P)
         pos = gt_index >= 0  # (B, P)
-        if self.training:
+        if self.training or self.loss_cfg.norm_update_in_eval:
             self.loss_norm.update(pos.sum())
         norm = self.loss_norm.value.clone()
         result: dict[str, Tensor] = {}
@@ -177,7 +182,7 @@ class MQDetector(nn.Module):
                 F.one_hot(lab, self.num_classes).amax(dim=0) if lab.numel() else lab.new_zeros(self.num_classes)
                 for lab in labels
             ]).float()  # (B, K)
-            result["al"] = al_loss(logits, valid, video) / norm
+            result["al"] = al_loss(logits, valid, video, self.asl.al_valid_only) / norm
         if self.asl.ascl_weight > 0:
             level = self.asl.ascl_level
             result["ascl"] = ascl_loss(out.feats[level], out.masks[level], 2**level, segments, labels,

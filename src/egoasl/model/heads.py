@@ -11,6 +11,11 @@ with ``kernel // 2`` padded steps between neighbours, which a masked conv reads 
 exactly like the zero padding at a level's ends. So each conv runs once per forward on one
 long sequence (its weight cast once under autocast, no tiny per-level calls), and the
 outputs equal those of a per-level loop.
+
+With ``mask_input=False`` (``model.mask_conv_inputs: false``, the release) the convolutions
+read a level's padded steps as they are, as the release's per-level ``MaskedConV1D`` did;
+the steps between levels are still read as zeros (each level's own zero padding), because
+the trunk zeroes them again after every layer (:func:`level_span`).
 """
 
 from __future__ import annotations
@@ -51,6 +56,16 @@ def pack_levels(feats: list[Tensor], masks: list[Tensor], gap: int) -> tuple[Ten
     return torch.cat(parts, dim=1).transpose(1, 2), torch.cat(mask_parts, dim=2)
 
 
+def level_span(lengths: list[int], gap: int, device: torch.device) -> Tensor:
+    """``(1, 1, P)`` bool of a packed sequence: True on every level step (valid or padded), False in the gaps."""
+    parts = []
+    for level, length in enumerate(lengths):
+        if level and gap:
+            parts.append(torch.zeros(gap, dtype=torch.bool, device=device))
+        parts.append(torch.ones(length, dtype=torch.bool, device=device))
+    return torch.cat(parts)[None, None]
+
+
 def unpack_levels(packed: Tensor, lengths: list[int], gap: int) -> list[Tensor]:
     """The per-level ``(B, T_l, C)`` views of a packed ``(B, C, P)`` tensor (inverse of :func:`pack_levels`)."""
     out, start = [], 0
@@ -61,48 +76,60 @@ def unpack_levels(packed: Tensor, lengths: list[int], gap: int) -> list[Tensor]:
 
 
 class _Trunk(nn.Module):
-    """``num_layers`` x [masked conv (no bias) -> channel LN -> ReLU]."""
+    """``num_layers`` x [masked conv (no bias) -> channel LN -> ReLU]; ``span`` zeroes the gaps after each."""
 
-    def __init__(self, width: int, kernel: int, num_layers: int) -> None:
+    def __init__(self, width: int, kernel: int, num_layers: int, mask_input: bool) -> None:
         super().__init__()
-        self.convs = nn.ModuleList(MaskedConv1d(width, width, kernel, bias=False) for _ in range(num_layers))
+        self.convs = nn.ModuleList(
+            MaskedConv1d(width, width, kernel, bias=False, mask_input=mask_input) for _ in range(num_layers)
+        )
         self.norms = nn.ModuleList(ChannelLayerNorm(width) for _ in range(num_layers))
 
-    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
-        # x: (B, width, T_l); mask: (B, 1, T_l)
+    def forward(self, x: Tensor, mask: Tensor, span: Tensor | None) -> Tensor:
+        # x: (B, width, P); mask: (B, 1, P); span: (1, 1, P) or None
         for conv, norm in zip(self.convs, self.norms):
             x = torch.relu(norm(conv(x, mask)[0]))
+            if span is not None:
+                x = x * span.to(x.dtype)
         return x
+
+
+def _span(feats: list[Tensor], gap: int, mask_input: bool) -> Tensor | None:
+    """The level span of a packing, needed only when the convolutions read padded steps."""
+    return None if mask_input else level_span([f.shape[-1] for f in feats], gap, feats[0].device)
 
 
 class ClsHead(nn.Module):
     """Per-level class logits ``(B, T_l, K)``; zeros at padded steps."""
 
-    def __init__(self, width: int, num_classes: int, kernel: int, num_layers: int, prior: float) -> None:
+    def __init__(self, width: int, num_classes: int, kernel: int, num_layers: int, prior: float,
+                 mask_input: bool = True) -> None:
         super().__init__()
-        self.trunk = _Trunk(width, kernel, num_layers - 1)
-        self.out = MaskedConv1d(width, num_classes, kernel)
+        self.trunk = _Trunk(width, kernel, num_layers - 1, mask_input)
+        self.out = MaskedConv1d(width, num_classes, kernel, mask_input=mask_input)
         nn.init.constant_(self.out.conv.bias, -math.log((1.0 - prior) / prior))
 
     def forward(self, feats: list[Tensor], masks: list[Tensor]) -> list[Tensor]:
         # feats[l]: (B, width, T_l) -> logits[l]: (B, T_l, K)
         gap = self.out.kernel_size // 2
         x, mask = pack_levels(feats, masks, gap)  # (B, width, P), (B, 1, P)
-        return unpack_levels(self.out(self.trunk(x, mask), mask)[0], [f.shape[-1] for f in feats], gap)
+        h = self.trunk(x, mask, _span(feats, gap, self.out.mask_input))
+        return unpack_levels(self.out(h, mask)[0], [f.shape[-1] for f in feats], gap)
 
 
 class RegHead(nn.Module):
     """Per-level offsets ``(B, T_l, 2)`` = ReLU(Scale_l(conv)), distances to start and end in strides."""
 
-    def __init__(self, width: int, num_levels: int, kernel: int, num_layers: int) -> None:
+    def __init__(self, width: int, num_levels: int, kernel: int, num_layers: int, mask_input: bool = True) -> None:
         super().__init__()
-        self.trunk = _Trunk(width, kernel, num_layers - 1)
-        self.out = MaskedConv1d(width, 2, kernel)
+        self.trunk = _Trunk(width, kernel, num_layers - 1, mask_input)
+        self.out = MaskedConv1d(width, 2, kernel, mask_input=mask_input)
         self.scales = nn.ModuleList(Scale() for _ in range(num_levels))
 
     def forward(self, feats: list[Tensor], masks: list[Tensor]) -> list[Tensor]:
         # feats[l]: (B, width, T_l) -> offsets[l]: (B, T_l, 2)
         gap = self.out.kernel_size // 2
         x, mask = pack_levels(feats, masks, gap)  # (B, width, P), (B, 1, P)
-        raw = unpack_levels(self.out(self.trunk(x, mask), mask)[0], [f.shape[-1] for f in feats], gap)
+        h = self.trunk(x, mask, _span(feats, gap, self.out.mask_input))
+        raw = unpack_levels(self.out(h, mask)[0], [f.shape[-1] for f in feats], gap)
         return [torch.relu(scale(r)) for scale, r in zip(self.scales, raw)]

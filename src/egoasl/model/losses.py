@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 AL_LOG_FLOOR = 1e-6
+RELEASE_PADDED_LOGIT = -1e7  # what the release writes into padded logits before al_loss's softmax
 
 
 def sigmoid_focal_loss(logits: Tensor, targets: Tensor, alpha: float, gamma: float) -> Tensor:
@@ -45,16 +46,21 @@ def diou_loss_1d(pred: Tensor, target: Tensor, eps: float = 1e-8) -> Tensor:
     return 1.0 - iou_1d(pred, target, eps) + (rho / hull.clamp(min=eps)) ** 2
 
 
-def al_loss(logits: Tensor, valid: Tensor, video_targets: Tensor) -> Tensor:
+def al_loss(logits: Tensor, valid: Tensor, video_targets: Tensor, valid_only: bool = True) -> Tensor:
     """The release's video-level multi-label loss, summed over clips and classes.
 
     ``logits (B, P, K)`` of all points, ``valid (B, P)``, ``video_targets (B, K)`` in {0, 1}.
     A softmax over classes at every point, the max over *valid* points gives ``P_c``, then
     binary cross-entropy against "class c occurs in the clip", with both logs clamped at
-    ``log(1e-6)``. (The release also let padded points, whose softmax is uniform, into the
-    max, and took the logs unclamped.)
+    ``log(1e-6)`` (the release took them unclamped; the two differ only where its log is infinite).
+
+    ``valid_only=False`` (``asl.al_valid_only: false``) is the release's max: padded logits are
+    replaced by -1e7, whose softmax is uniform, so a clip with padding gets ``P_c >= 1/K``.
     """
-    prob = logits.float().softmax(dim=-1).masked_fill(~valid[..., None], 0.0)  # (B, P, K)
+    if valid_only:
+        prob = logits.float().softmax(dim=-1).masked_fill(~valid[..., None], 0.0)  # (B, P, K)
+    else:
+        prob = logits.float().masked_fill(~valid[..., None], RELEASE_PADDED_LOGIT).softmax(dim=-1)  # (B, P, K)
     video = prob.amax(dim=1)  # (B, K)
     # clamp the arguments, not the logs: a clamped log(0) would send 0/0 = NaN backwards
     pos = torch.log(video.clamp(min=AL_LOG_FLOOR))

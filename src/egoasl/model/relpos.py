@@ -14,6 +14,12 @@ with eps 1e-12. Dropout (``model.rel_dropout``, 0.1 in the release) sits where X
 it: on the input, on the position table, on the attention probabilities, after W_o, inside
 and after the feed-forward and on the output.
 
+Padded steps (``model.zero_padded_relpos``): by default a padded query attends to the valid
+keys only and its output is zeroed. With ``zero_padded=False`` the layer does what XLNet
+does there: every query may also attend to itself (XLNet's ``non_tgt_mask``), so a padded
+query sees the valid keys and its own step, and the padded outputs are kept, to be read by
+the first downsampling block. Valid outputs are the same either way.
+
 Not carried over: XLNet's vocabulary embedding, mask embedding, segment embedding and
 segment bias, none of which the release ever used (32.8 M dead parameters). The layer
 keeps XLNet's trained parameter count (9.45 M at width 1024, inner 2048) and its
@@ -57,11 +63,13 @@ class RelPosGlobalLayer(nn.Module):
     """One bidirectional Transformer-XL style layer over all valid steps.
 
     ``forward(x, mask)`` takes ``x (B, C, T)`` and ``mask (B, 1, T)`` and returns
-    ``(B, C, T)`` with zeros at padded steps.
+    ``(B, C, T)``, with zeros at padded steps when ``zero_padded`` (else XLNet's values there).
     """
 
-    def __init__(self, width: int, n_head: int, inner: int, dropout: float, eps: float = 1e-12) -> None:
+    def __init__(self, width: int, n_head: int, inner: int, dropout: float, eps: float = 1e-12,
+                 zero_padded: bool = True) -> None:
         super().__init__()
+        self.zero_padded = zero_padded
         self.n_head = n_head
         self.head_dim = width // n_head
         self.q = nn.Linear(width, width, bias=False)
@@ -104,6 +112,9 @@ class RelPosGlobalLayer(nn.Module):
         q_content = (q + self.r_w_bias[:, None]) * scale
         q_position = (q + self.r_r_bias[:, None]) * scale
         key_mask = ~mask[:, :, None, :]  # (B, 1, 1, T), True at padded keys
+        if not self.zero_padded:
+            # XLNet lets every query attend to itself, a padded one included: (B, 1, T, T)
+            key_mask = key_mask & ~torch.eye(T, dtype=torch.bool, device=x.device)
         # a few heads at a time: the (B, h, T, 2T-1) position scores of a group stay small, so
         # the transient memory of the layer (forward and backward) is a fraction of the full size
         group = max(1, SCORE_ELEMENTS_PER_GROUP // (B * T * (2 * T - 1)))
@@ -118,4 +129,4 @@ class RelPosGlobalLayer(nn.Module):
         a = self.norm_attn(h + self.drop(self.o(attn)))
         out = self.norm_ff(a + self.drop(self.ff2(self.drop(F.gelu(self.ff1(a))))))
         out = self.drop(out).transpose(1, 2)  # (B, C, T)
-        return out * mask.to(out.dtype)
+        return out * mask.to(out.dtype) if self.zero_padded else out
