@@ -67,3 +67,12 @@ def test_hard_annotators_disagree_more_and_features_are_noisier(tmp_path):
 def test_an_unknown_difficulty_is_refused():
     with pytest.raises(EgoaslError, match="--difficulty must be one of normal, hard"):
         difficulty_spec("extreme")
+
+
+def test_clip_seconds_overrides_the_scales_clip_lengths(tmp_path):
+    generate_synthetic(tmp_path / "long", seed=0, scale="tiny", videos=3, clip_seconds=(100.0, 100.0))
+    data = json.loads((tmp_path / "long" / "annotations" / "moments_train.json").read_text())
+    durations = [clip["video_end_sec"] - clip["video_start_sec"] for v in data["videos"] for clip in v["clips"]]
+    assert durations and all(d == pytest.approx(100.0) for d in durations)
+    with pytest.raises(EgoaslError, match="--clip-seconds"):
+        generate_synthetic(tmp_path / "bad", seed=0, scale="tiny", videos=3, clip_seconds=(50.0, 20.0))

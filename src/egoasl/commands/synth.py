@@ -30,6 +30,9 @@ def register(subparsers) -> None:
                         help="normal (default): the demo's signal; hard: class-specific evidence profiles "
                              "(onset/centre/offset-heavy classes), overlapping class prototypes, 3x feature noise, "
                              "0.8 s annotator jitter")
+    parser.add_argument("--clip-seconds", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                        help="clip durations drawn uniformly in [LOW, HIGH] s instead of the scale's "
+                             "(tiny 40-60, demo 120-200, full 480)")
     parser.add_argument("--format", choices=["ego4d", "anet"], default="ego4d",
                         help="ego4d (default): the official layout; anet: annotations/anet.json in the ActivityNet "
                              "layout and features/<video_id>.npy (fps 30, stride 16, window 16)")
@@ -51,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     summary = generate_synthetic(
         args.out, seed=args.seed, videos=args.videos, classes=args.classes, scale=args.scale, progress=True,
-        difficulty=args.difficulty,
+        difficulty=args.difficulty, clip_seconds=args.clip_seconds,
     )
     elapsed = time.perf_counter() - started
     print(summary.describe())

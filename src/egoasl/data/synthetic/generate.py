@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -90,6 +91,7 @@ def generate_synthetic(
     scale: str = "demo",
     progress: bool = False,
     difficulty: str = "normal",
+    clip_seconds: tuple[float, float] | None = None,
 ) -> SyntheticSummary:
     """Write a synthetic Ego4D MQ + NLQ dataset in the official layout under ``out``.
 
@@ -103,11 +105,18 @@ def generate_synthetic(
         progress: show a progress bar over the videos.
         difficulty: ``"normal"`` or ``"hard"`` (class-specific evidence profiles, overlapping
             prototypes, more noise and annotator jitter; :mod:`~egoasl.data.synthetic.difficulty`).
+        clip_seconds: ``(low, high)`` clip durations in seconds instead of the scale's (e.g. 480 s
+            clips, the real MQ length, at demo sizes).
 
     Returns:
         The counts and feature sources, also written to ``out/synthetic.json``.
     """
     spec = scale_spec(scale)
+    if clip_seconds is not None:
+        low, high = (float(x) for x in clip_seconds)
+        if not 10.0 <= low <= high:
+            raise EgoaslError(f"--clip-seconds must be two durations with 10 <= low <= high, got {low:g} {high:g}")
+        spec = dataclasses.replace(spec, clip_seconds=(low, high))
     num_videos = spec.videos if videos is None else int(videos)
     if num_videos < 3:
         raise EgoaslError(f"--videos must be at least 3 (one video per split), got {num_videos}")

@@ -1,0 +1,177 @@
+"""Accuracy at demo size on a harder synthetic setting, against a peer: mean ± std over seeds.
+
+For each seed ``s`` a dataset is generated with ``egoasl synth --scale demo --difficulty hard
+--classes 16 --videos 40 --clip-seconds 480 480 --seed s`` (onset/centre/offset-heavy classes,
+overlapping prototypes, 3x noise, 0.8 s annotator jitter; 48 train clips of 480 s with ~340
+instances, like the issue's independent dataset), then every system is trained with training seed ``s`` at the size and
+budget of ``demo/mq`` (width 64, 6 levels, 256 cells, 40 epochs, batch 4, lr 1e-3, EMA 0.99) and
+scored on val with the official-equivalent metric (average mAP over tIoU 0.1-0.5, Recall@1x at
+tIoU 0.5). Each system runs with the input resized by linear interpolation and by area averaging
+(``data.resize_mode``); the clips hold ~900 vectors for 256 cells, so this is a down-sampling.
+
+Systems (egoasl overrides on top of ``demo/mq``):
+
+- ``asl``: the demo recipe (class-aware Gaussians, al_loss);
+- ``asl_shared``: one Gaussian shared by all classes (``asl.class_aware=false``);
+- ``no_asl``: constant weights (``asl.class_gaussians=false asl.al_weight=0``);
+- ``plain``: also without channel attention and the relative-position layer;
+- ``actionformer``: ActionFormer's reference code through ``bench/peer/actionformer_harness.py``
+  (needs the peer checkout: ``--peer DIR`` or ``$ACTIONFORMER_DIR``; see ``bench/peer/README.md``).
+
+Extra systems are ``NAME=KEY=VALUE,KEY=VALUE`` on the command line (``--extra``). The spread of
+the learnt per-class Gaussians (std across classes of mu/sigma) is reported for ASL systems.
+
+    python bench/bench_accuracy.py                                  # everything, 3 seeds; appends to RESULTS.md
+    python bench/bench_accuracy.py --systems asl,no_asl --resize area --seeds 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from common import cpu_model
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "RESULTS.md"
+SYSTEMS = {
+    "asl": [],
+    "asl_shared": ["asl.class_aware=false"],
+    "no_asl": ["asl.class_gaussians=false", "asl.al_weight=0"],
+    "plain": ["asl.class_gaussians=false", "asl.al_weight=0", "model.channel_attention=false",
+              "model.rel_global_layer=false"],
+    "actionformer": None,  # the peer
+}
+
+
+def train_egoasl(data: Path, work: Path, overrides: list[str], seed: int, threads: int) -> dict:
+    """Train ``demo/mq`` with ``overrides`` on ``data``; val metrics and the Gaussians' spread."""
+    import torch
+
+    from egoasl.config import load_config
+    from egoasl.engine.tasks import build_task
+    from egoasl.engine.train import train
+    from egoasl.model.sensitivity import gaussian_spread
+
+    torch.set_num_threads(threads)
+    cfg = load_config("demo/mq", [f"data.root={data}", f"train.seed={seed}", "train.eval_start_epoch=40",
+                                  *overrides])
+    task = build_task(cfg, work)
+    tic = time.perf_counter()
+    summary = train(cfg, task, work, progress=False)
+    seconds = time.perf_counter() - tic
+    metrics = summary.last_metrics or {}
+    model = task.build_model()
+    from egoasl.io.checkpoint import load_checkpoint, weights_path
+
+    model.load_state_dict(load_checkpoint(weights_path(work / "checkpoints", "last")).model)
+    spread = gaussian_spread(model)
+    return {"avg_map": metrics["average_mAP"], "r1x_05": metrics["recall"]["1x@0.5"],
+            "seconds": seconds, "spread": spread}
+
+
+def make_data(root: Path, seed: int, classes: int, difficulty: str, videos: int, clip_seconds: float) -> Path:
+    from egoasl.data.synthetic import generate_synthetic
+
+    data = root / f"data_{difficulty}_c{classes}_v{videos}_{clip_seconds:g}s_s{seed}"
+    if not (data / "synthetic.json").is_file():
+        generate_synthetic(data, seed=seed, scale="demo", classes=classes, difficulty=difficulty, videos=videos,
+                           clip_seconds=(clip_seconds, clip_seconds))
+    return data
+
+
+def run_one(system: str, extra: dict[str, list[str]], data: Path, work: Path, resize: str, seed: int, classes: int,
+            threads: int, peer: str | None) -> dict:
+    overrides = [f"data.resize_mode={resize}", f"model.num_classes={classes}"]
+    if system == "actionformer":
+        sys.path.insert(0, str(HERE / "peer"))
+        from actionformer_harness import run_actionformer
+
+        result = run_actionformer(data, resize, seed, work, peer_dir=peer, config_overrides=overrides[1:],
+                                  threads=threads)
+        return {"avg_map": result["avg_map"], "r1x_05": result["r1x_05"], "seconds": result.get("seconds")}
+    return train_egoasl(data, work, overrides + extra.get(system, SYSTEMS.get(system) or []), seed, threads)
+
+
+def mean_std(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.2f}"
+    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--systems", default="asl,asl_shared,no_asl,plain,actionformer")
+    parser.add_argument("--extra", action="append", default=[], metavar="NAME=K=V,K=V",
+                        help="an extra egoasl system: its name and comma-separated overrides")
+    parser.add_argument("--resize", default="linear,area", help="comma-separated data.resize_mode values")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--classes", type=int, default=16)
+    parser.add_argument("--difficulty", default="hard", choices=["normal", "hard"])
+    parser.add_argument("--videos", type=int, default=40)
+    parser.add_argument("--clip-seconds", type=float, default=480.0)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per training (default 1)")
+    parser.add_argument("--peer", default=os.environ.get("ACTIONFORMER_DIR"), help="ActionFormer checkout")
+    parser.add_argument("--work", type=Path, default=Path("runs/bench_accuracy"))
+    parser.add_argument("--results", type=Path, default=RESULTS)
+    args = parser.parse_args()
+
+    extra = {}
+    for item in args.extra:
+        name, _, overrides = item.partition("=")
+        extra[name] = [x for x in overrides.split(",") if x]
+    systems = [s for s in args.systems.split(",") if s]
+    unknown = [s for s in systems if s not in SYSTEMS and s not in extra]
+    if unknown:
+        parser.error(f"unknown systems {unknown}; known: {', '.join(SYSTEMS)} (or give --extra NAME=...)")
+    seeds = [int(s) for s in args.seeds.split(",")]
+    resizes = args.resize.split(",")
+    load_before = os.getloadavg()[0]
+    started = time.perf_counter()
+    results: dict[tuple[str, str], list[dict]] = {}
+    for seed in seeds:
+        data = make_data(args.work, seed, args.classes, args.difficulty, args.videos, args.clip_seconds)
+        for system in systems:
+            for resize in resizes:
+                work = args.work / f"{system}_{resize}_s{seed}"
+                result = run_one(system, extra, data, work, resize, seed, args.classes, args.threads, args.peer)
+                results.setdefault((system, resize), []).append(result)
+                print(json.dumps({"system": system, "resize": resize, "seed": seed, **result}), flush=True)
+    rows = []
+    for (system, resize), runs in results.items():
+        spread = ""
+        if runs[0].get("spread"):
+            mu = [r["spread"]["mu_cls_std"] for r in runs]
+            sigma = [r["spread"]["sigma_cls_std"] for r in runs]
+            mu_loc = [r["spread"]["mu_loc_start_std"] for r in runs]
+            spread = f"{statistics.mean(mu):.3f} / {statistics.mean(sigma):.3f} / {statistics.mean(mu_loc):.3f}"
+        overrides = " ".join(extra.get(system, SYSTEMS.get(system) or [])) or ("peer" if system == "actionformer" else "-")
+        rows.append(f"| {system} | {resize} | {mean_std([r['avg_map'] for r in runs])} | "
+                    f"{mean_std([r['r1x_05'] for r in runs])} | {spread or '-'} | `{overrides}` |")
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    section = f"""
+## Accuracy at demo size, {args.difficulty} synthetic data, {len(seeds)} seed(s) (`bench/bench_accuracy.py`), {now}
+
+- machine: {os.cpu_count()} CPUs, {cpu_model()}; {args.threads} torch thread(s) per training; 1-min load {load_before:.2f} before, {os.getloadavg()[0]:.2f} after; {time.perf_counter() - started:.0f} s in all
+- command: `python bench/bench_accuracy.py --systems {args.systems} --resize {args.resize} --seeds {args.seeds} --classes {args.classes} --difficulty {args.difficulty} --videos {args.videos} --clip-seconds {args.clip_seconds:g}{''.join(f' --extra {e}' for e in args.extra)}`
+- data: `egoasl synth --scale demo --difficulty {args.difficulty} --classes {args.classes} --videos {args.videos} --clip-seconds {args.clip_seconds:g} {args.clip_seconds:g} --seed S` for each seed S; val split; training seed S
+- budget: `demo/mq` (width 64, 6 levels, 256 cells, 40 epochs, batch 4, lr 1e-3, EMA 0.99) for every system
+- Gaussian spread = std across classes of the learnt mu_cls / sigma_cls / mu_loc_start (0 = every class alike), mean over seeds
+
+| system | input resize | avg mAP (mean ± std) | R@1x@0.5 | Gaussian spread | overrides |
+|---|---|---:|---:|---:|---|
+{chr(10).join(rows)}
+"""
+    with open(args.results, "a", encoding="utf-8") as f:
+        f.write(section)
+    print(section)
+
+
+if __name__ == "__main__":
+    main()
