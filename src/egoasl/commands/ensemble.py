@@ -89,7 +89,7 @@ def _ensemble_mq(args) -> int:
         mean = mean_raw_outputs([raw[clip_uid] for raw, _ in members], names)
         detections[clip_uid] = task.decode(mean, mean["meta"])
     clips = mq_clips(cfg, args.split)
-    metrics = evaluate_mq(clips, detections).to_json() if any(c.instances for c in clips) else {}
+    metrics = evaluate_mq(clips, detections, tious=cfg.test.tious).to_json() if any(c.instances for c in clips) else {}
     result = EvalResult(metrics=metrics, main=metrics.get("average_mAP", float("nan")), submission=detections)
     written = task.write_predictions(result, args.out, args.split)
     if metrics:

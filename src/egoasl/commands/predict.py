@@ -135,11 +135,11 @@ def _write_moments(path: Path, moments: list[dict], duration: float) -> None:
 
 
 def _ground_truth(path: Path, clip_uid: str | None) -> list[dict]:
-    from egoasl.data.ego4d import load_mq_annotations
+    from egoasl.data.mq_formats import load_mq_file
 
     if not clip_uid:
         raise EgoaslError("--ground-truth needs --clip-uid to pick the clip")
-    annotations = load_mq_annotations(path)
+    annotations = load_mq_file(path, training_taxonomy=False)
     if clip_uid not in annotations.clips:
         raise EgoaslError(f"{path}: no clip {clip_uid!r}")
     return [{"label": i.label, "segment": [i.start, i.end]} for i in annotations.clips[clip_uid].instances]

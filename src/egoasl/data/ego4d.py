@@ -208,7 +208,8 @@ def _mq_layout(reader: _Reader, data: object) -> str:
             "database",
             "the official moments_*.json nesting or ASL's converted per-clip file; ActionFormer's converted "
             "file is not supported (its times are shifted to the feature grid and it has no clip boundaries): "
-            "use the official moments_*.json instead",
+            "use the official moments_*.json instead (an ActivityNet-style dataset is read with data.format "
+            "anet or auto, or --format anet)",
         )
     return "converted"
 
