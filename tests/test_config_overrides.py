@@ -65,8 +65,8 @@ def test_list_item_of_a_default_list(cfg_file):
     "override, message",
     [
         ("data.sources.2.dir=x", r"config key data\.sources\.2: index out of range; data\.sources has 2 items"),
-        ("data.sources.egovlp.dir=x", r"config key data\.sources\.egovlp: expected an index 0\.\.1 or an item name: "
-                                      r"slowfast, omnivore"),
+        ("data.sources.egovlp.dir=x",
+         r"config key data\.sources\.egovlp: expected an index 0\.\.1 or an item name: slowfast, omnivore"),
         ("data.sources.0.dri=x", r"config key data\.sources\.0\.dri: unknown key; valid keys under data\.sources\.0"),
         ("data.sources.0.dim=big", r"data\.sources\[0\]\.dim: expected an integer, got 'big'"),
         ("train.lr.x=1", r"config key train\.lr\.x: train\.lr holds a single value"),

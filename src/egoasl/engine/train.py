@@ -2,20 +2,23 @@
 
 A run folder is the unit of work::
 
-    RUN/config.yaml            the resolved config (a rerun must match it)
+    RUN/config.yaml            the resolved config (a resume must match its computation keys)
+    RUN/train.log              the command, config differences, one line per epoch (engine.run_log)
     RUN/metrics.jsonl          one JSON object per logged step and per evaluation
     RUN/tb/                    TensorBoard events (losses, lr, metrics, ASL mu/sigma)
     RUN/checkpoints/last.*     written atomically at the end of every epoch
     RUN/checkpoints/best.*     the epoch with the best validation metric
 
 Running the same command again resumes from ``last`` (it continues after the last
-finished epoch). Randomness is re-seeded at every epoch from ``(seed, epoch)``, so an
-interrupted and resumed run takes exactly the same steps as an uninterrupted one.
+finished epoch); ``resume_from`` continues from another run folder or checkpoint. Paths,
+workers, device and the other environment keys may change on resume (engine.run_folder).
+Randomness is re-seeded at every epoch from ``(seed, epoch)``, so an interrupted and
+resumed run takes exactly the same steps as an uninterrupted one.
 """
 
 from __future__ import annotations
 
-import json
+import logging
 import math
 import time
 from dataclasses import dataclass
@@ -27,16 +30,20 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Subset
 from tqdm import tqdm
 
-from egoasl.config import Config, dump_config
+from egoasl.config import Config
 from egoasl.engine import distributed
+from egoasl.engine.accumulation import GradientAccumulation
+from egoasl.engine.determinism import deterministic_mode
 from egoasl.engine.ema import ModelEMA
 from egoasl.engine.host_memory import keep_freed_heap_memory
+from egoasl.engine.metrics_log import MetricsLog
 from egoasl.engine.precision import autocast_context, resolve_amp
+from egoasl.engine.run_folder import config_changes, find_resume_checkpoint, prepare_run_folder
+from egoasl.engine.run_log import epoch_line, peak_memory_gib, run_logging, show_progress
 from egoasl.engine.schedule import lr_at, set_lr
 from egoasl.engine.task import EvalResult, Task
 from egoasl.errors import EgoaslError
-from egoasl.io.atomic import write_text_atomic
-from egoasl.io.checkpoint import Checkpoint, load_checkpoint, save_checkpoint, weights_path
+from egoasl.io.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from egoasl.model.param_groups import param_groups
 from egoasl.model.sensitivity import gaussian_spread
 
@@ -76,64 +83,6 @@ def make_optimizer(model: nn.Module, cfg: Config, device: torch.device) -> torch
     return torch.optim.AdamW(groups, lr=cfg.train.lr, fused=device.type in ("cpu", "cuda"))
 
 
-def prepare_run_folder(run_dir: Path, cfg: Config) -> bool:
-    """Create the run folder or check that it belongs to this config; True when resuming."""
-    text = dump_config(cfg)
-    config_path = run_dir / "config.yaml"
-    resuming = weights_path(run_dir / "checkpoints", "last").is_file()
-    if config_path.is_file():
-        if config_path.read_text() != text:
-            if resuming:
-                raise EgoaslError(
-                    f"{run_dir} holds a run trained with a different config ({config_path}); "
-                    "give the same config and overrides to resume, or choose a new run folder"
-                )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(config_path, text)
-    return resuming
-
-
-class MetricsLog:
-    """Appends JSON lines to ``metrics.jsonl`` and mirrors scalars to TensorBoard."""
-
-    def __init__(self, run_dir: Path, enabled: bool):
-        self.enabled = enabled
-        self.path = run_dir / "metrics.jsonl"
-        self.writer = None
-        if enabled:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.writer = SummaryWriter(str(run_dir / "tb"))
-
-    def log(self, record: dict, step: int, prefix: str) -> None:
-        if not self.enabled:
-            return
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
-        for key, value in _flatten(record).items():
-            if isinstance(value, (int, float)) and key not in ("epoch", "step"):
-                self.writer.add_scalar(f"{prefix}/{key}", value, step)
-
-    def histogram(self, name: str, values: torch.Tensor, step: int) -> None:
-        if self.enabled:
-            self.writer.add_histogram(name, values.detach().float().cpu(), step)
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-
-
-def _flatten(record: dict, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in record.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(_flatten(value, name + "/"))
-        else:
-            flat[name] = value
-    return flat
-
-
 def train(
     cfg: Config,
     task: Task,
@@ -142,25 +91,44 @@ def train(
     overfit_batch: bool = False,
     progress: bool = True,
     stop_after_epochs: int | None = None,
+    resume_from: str | Path | None = None,
+    command: str = "",
+    reference: Config | None = None,
 ) -> TrainSummary:
     """Train ``task`` with ``cfg`` in ``run_dir``, resuming from its last checkpoint if any.
 
     ``stop_after_epochs`` ends the call after that many epochs of this call (as an
-    interruption would); a later call resumes.
+    interruption would); a later call resumes. ``resume_from`` (``--resume``) continues from
+    a run folder or checkpoint file instead of ``run_dir``'s own. ``command`` (what was run)
+    and ``reference`` (the preset the config came from) go to ``RUN/train.log`` with the
+    config's differences from the preset. Progress bars are drawn only on a terminal.
     """
-    started = time.time()
     info = distributed.from_environment()
+    with run_logging(Path(run_dir), info.is_main) as logger, deterministic_mode(cfg.train.deterministic):
+        return _train(cfg, task, Path(run_dir), info, logger, overfit_batch=overfit_batch, progress=progress,
+                      stop_after_epochs=stop_after_epochs, resume_from=resume_from, command=command,
+                      reference=reference)
+
+
+def _train(cfg: Config, task: Task, run_dir: Path, info: distributed.DistInfo, logger: logging.Logger, *,
+           overfit_batch: bool, progress: bool, stop_after_epochs: int | None, resume_from: str | Path | None,
+           command: str, reference: Config | None) -> TrainSummary:
+    started = time.time()
     device = distributed.resolve_device(cfg.train.device, info)
     distributed.init(info, device)
     if device.type == "cpu":
         keep_freed_heap_memory()  # no page faults on re-allocated activations (engine.host_memory)
     if cfg.train.threads > 0:
         torch.set_num_threads(cfg.train.threads)
-    run_dir = Path(run_dir)
-    resuming = prepare_run_folder(run_dir, cfg) if info.is_main else False
+    progress = show_progress(progress) and info.is_main
+    if info.is_main:
+        _log_start(logger, cfg, run_dir, command, reference, device, info)
+    checkpoint = prepare_run_folder(run_dir, cfg, resume_from, logger).checkpoint if info.is_main else None
     distributed.barrier(info)
+    if not info.is_main:
+        checkpoint = find_resume_checkpoint(run_dir, resume_from)
     ckpt_dir = run_dir / "checkpoints"
-    log = MetricsLog(run_dir, enabled=info.is_main)
+    log = MetricsLog(run_dir, enabled=info.is_main, cfg=cfg, logger=logger)
 
     train_set = task.train_dataset()
     if overfit_batch:
@@ -178,13 +146,13 @@ def train(
         init = load_checkpoint(cfg.train.init_from)
         missing, unexpected = model.load_state_dict(init.inference_weights(), strict=False)
         if info.is_main:
-            print(f"initialised from {cfg.train.init_from} ({len(missing)} missing, {len(unexpected)} unexpected keys)")
+            logger.info(f"initialised from {cfg.train.init_from} ({len(missing)} missing, {len(unexpected)} unexpected keys)")
     ema = ModelEMA(model, cfg.train.ema_decay) if cfg.train.ema else None
     optimizer = make_optimizer(model, cfg, device)
 
     start_epoch, step, best, best_epoch, last_metrics = 0, 0, None, None, None
-    if resuming or (not info.is_main and weights_path(ckpt_dir, "last").is_file()):
-        ckpt = load_checkpoint(weights_path(ckpt_dir, "last"), with_state=True)
+    if checkpoint is not None:
+        ckpt = load_checkpoint(checkpoint, with_state=True)
         model.load_state_dict(ckpt.model)
         if ema is not None and ckpt.ema is not None:
             ema.load_state_dict(ckpt.ema)
@@ -192,9 +160,10 @@ def train(
         start_epoch, step = int(ckpt.state["epoch"]), int(ckpt.state["step"])
         best, best_epoch = ckpt.state.get("best"), ckpt.state.get("best_epoch")
         if info.is_main:
-            print(f"resuming {run_dir} after epoch {start_epoch} (step {step})")
+            source = f" from {checkpoint}" if resume_from is not None else ""
+            logger.info(f"resuming {run_dir} after epoch {start_epoch} (step {step}){source}")
     if start_epoch >= cfg.train.epochs and info.is_main:
-        print(f"{run_dir}: all {cfg.train.epochs} epochs are done; nothing to train")
+        logger.info(f"{run_dir}: all {cfg.train.epochs} epochs are done; nothing to train")
 
     amp, amp_reason = resolve_amp(cfg.train.amp, device)
     if info.is_main:
@@ -211,7 +180,9 @@ def train(
         if info.enabled
         else None
     )
-    iters_per_epoch = _iterations(len(train_set), cfg.train.batch_size, drop_last)
+    accumulation = GradientAccumulation(model, cfg.train.accum_steps, info.enabled,
+                                        drop_last=len(train_set) >= cfg.train.batch_size * cfg.train.accum_steps)
+    iters_per_epoch = accumulation.optimizer_steps(_iterations(len(train_set), cfg.train.batch_size, drop_last))
     total_steps = cfg.train.epochs * iters_per_epoch
     warmup_steps = cfg.train.warmup_epochs * iters_per_epoch
 
@@ -242,26 +213,40 @@ def train(
         bar = tqdm(
             loader,
             desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
-            disable=not (progress and info.is_main),
+            disable=not progress,
             leave=False,
             dynamic_ncols=True,
         )
-        running, seen, tic = 0.0, 0, time.time()
-        for batch in bar:
-            lr = lr_at(step, cfg.train.lr, warmup_steps, total_steps, cfg.train.eta_min)
-            set_lr(optimizer, lr)  # times each group's lr_mult (asl.gauss_lr_mult)
-            # free the previous step's gradients before the forward, not after it: at the size of
-            # the release that keeps 0.8 GiB of gradients from coexisting with the activations
-            optimizer.zero_grad(set_to_none=True)
-            losses = loss_module(batch)
-            loss = losses["loss"]
-            if not torch.isfinite(loss):
-                raise EgoaslError(f"loss became {loss.item()} at epoch {epoch + 1}, step {step}: lower train.lr or check the data")
+        running: dict[str, float] = {}
+        seen, tic, micro_batches = 0, time.time(), accumulation.usable(len(loader))
+        for index, batch in enumerate(bar):
+            if index >= micro_batches:
+                break
+            if accumulation.opens(index):
+                lr = lr_at(step, cfg.train.lr, warmup_steps, total_steps, cfg.train.eta_min)
+                set_lr(optimizer, lr)  # times each group's lr_mult (asl.gauss_lr_mult)
+                # free the previous step's gradients before the forward, not after it: at the size of
+                # the release that keeps 0.8 GiB of gradients from coexisting with the activations
+                optimizer.zero_grad(set_to_none=True)
+                sums: dict[str, float] = {}
+            closing = accumulation.closes(index, micro_batches)
+            with accumulation.sync_context(loss_module, closing):  # DDP all-reduces on the closing micro-batch
+                losses = loss_module(batch)
+                loss = losses["loss"]
+                if not torch.isfinite(loss):
+                    raise EgoaslError(f"loss became {loss.item()} at epoch {epoch + 1}, step {step}: lower train.lr or check the data")
+                if scaler is not None:
+                    scaler.scale(loss).backward()
+                else:
+                    loss.backward()
+            for key, value in losses.items():
+                sums[key] = sums.get(key, 0.0) + float(value.detach())
+            if not closing:
+                continue
+            factor = accumulation.finish()
             if scaler is not None:
-                scaler.scale(loss).backward()
                 scaler.unscale_(optimizer)
-            else:
-                loss.backward()
+            accumulation.scale_gradients(model, factor)
             if cfg.train.clip_grad_norm > 0:
                 nn.utils.clip_grad_norm_(model.parameters(), cfg.train.clip_grad_norm)
             if scaler is not None:
@@ -273,15 +258,13 @@ def train(
                 ema.update(model)
             step += 1
             seen += 1
-            running += loss.item()
-            bar.set_postfix(loss=f"{running / seen:.4f}", lr=f"{lr:.2e}", it_s=f"{seen / (time.time() - tic):.2f}")
-            record = {"epoch": epoch + 1, "step": step, "lr": lr}
-            record.update({k: float(v.detach()) for k, v in losses.items()})
-            log.log(record, step, "train")
+            step_losses = accumulation.step_losses(sums, factor)
+            for key, value in step_losses.items():
+                running[key] = running.get(key, 0.0) + value
+            bar.set_postfix(loss=f"{running['loss'] / seen:.4f}", lr=f"{lr:.2e}", it_s=f"{seen / (time.time() - tic):.2f}")
+            log.log({"epoch": epoch + 1, "step": step, "lr": lr, **step_losses}, step, "train")
         bar.close()
         epochs_run += 1
-        epoch_loss = running / max(seen, 1)
-        msg = f"epoch {epoch + 1}/{cfg.train.epochs}: loss {epoch_loss:.4f} ({seen} steps, {time.time() - tic:.1f} s)"
 
         eval_model = ema.module if ema is not None else model
         evaluated: EvalResult | None = None
@@ -289,7 +272,6 @@ def train(
             evaluated = task.evaluate(eval_model, cfg.data.val_split, device, progress)
             last_metrics = evaluated.metrics
             log.log({"epoch": epoch + 1, "step": step, "split": cfg.data.val_split, **evaluated.metrics}, step, "val")
-            msg += f" | {cfg.data.val_split} {task.main_metric} {evaluated.main:.2f}"
         if info.is_main:
             _log_sensitivity(log, model, step, epoch + 1)
             improved = evaluated is not None and (best is None or evaluated.main > best)
@@ -304,8 +286,10 @@ def train(
             if improved:
                 save_checkpoint(ckpt_dir, "best", Checkpoint(weights.model, weights.ema, meta))
                 task.write_predictions(evaluated, run_dir / "predictions", cfg.data.val_split)
-                msg += " (best)"
-            print(msg, flush=True)
+            line = epoch_line(epoch + 1, cfg.train.epochs, {k: v / max(seen, 1) for k, v in running.items()}, seen,
+                              time.time() - tic, peak_memory_gib(device), evaluated.metrics if evaluated else None,
+                              cfg.data.val_split, task.main_metric)
+            logger.info(line + (" (best)" if improved else ""))
         distributed.barrier(info)
     log.close()
     distributed.teardown(info)
@@ -322,6 +306,19 @@ def evaluation_due(epoch: int, epochs: int, start: int, every: int) -> bool:
 
 def _iterations(n_items: int, batch_size: int, drop_last: bool) -> int:
     return n_items // batch_size if drop_last else math.ceil(n_items / batch_size)
+
+
+def _log_start(logger: logging.Logger, cfg: Config, run_dir: Path, command: str, reference: Config | None,
+               device: torch.device, info: distributed.DistInfo) -> None:
+    """The head of a training call's log: what was run, where, and how the config differs from its preset."""
+    if command:
+        logger.info(f"command: {command}")
+    logger.info(f"run folder {run_dir}: {cfg.data.task.upper()} config {cfg.name!r} on {device}, "
+                f"{info.world_size} process(es), batch {cfg.train.batch_size} x {cfg.train.accum_steps} accumulation steps")
+    if reference is not None:
+        changes = config_changes(reference, cfg)
+        differences = ", ".join(str(c) for c in changes) if changes else "none"
+        logger.info(f"config differences from its preset: {differences}")
 
 
 def _log_sensitivity(log: MetricsLog, model: nn.Module, step: int, epoch: int) -> None:

@@ -81,10 +81,30 @@ class LossNormalizer(nn.Module):
         super().__init__()
         self.momentum = momentum
         self.register_buffer("value", torch.tensor(float(init)))
+        self._pending: Tensor | None = None  # counts summed while gradients accumulate
 
     @torch.no_grad()
     def update(self, num_pos: Tensor | int) -> Tensor:
-        """Fold in one batch's positive count and return the new value."""
-        count = torch.as_tensor(num_pos, dtype=self.value.dtype, device=self.value.device).clamp(min=1.0)
-        self.value.mul_(self.momentum).add_((1.0 - self.momentum) * count)
+        """Fold in one batch's positive count and return the new value (during gradient
+        accumulation: add the count to the pending sum and keep the value)."""
+        count = torch.as_tensor(num_pos, dtype=self.value.dtype, device=self.value.device)
+        if self._pending is not None:
+            self._pending += count
+            return self.value
+        self.value.mul_(self.momentum).add_((1.0 - self.momentum) * count.clamp(min=1.0))
         return self.value
+
+    def begin_accumulation(self) -> None:
+        """Gradient accumulation (``train.accum_steps``): hold the value for the coming micro-batches."""
+        self._pending = torch.zeros_like(self.value)
+
+    @torch.no_grad()
+    def end_accumulation(self) -> float:
+        """Fold in the micro-batches' summed count as ONE batch; returns ``old / new``, the factor
+        that turns losses normalised by the held value into losses normalised by the new one."""
+        if self._pending is None:
+            raise RuntimeError("end_accumulation without begin_accumulation")
+        old = self.value.clone()
+        count, self._pending = self._pending, None
+        self.value.mul_(self.momentum).add_((1.0 - self.momentum) * count.clamp(min=1.0))
+        return float(old / self.value)
