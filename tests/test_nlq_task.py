@@ -12,9 +12,10 @@ import torch
 
 from egoasl.config import Config, config_from_dict
 from egoasl.config_loader import deep_merge
+from egoasl.data.datasets import collate
 from egoasl.data.synthetic import generate_synthetic
 from egoasl.engine.annotations import nlq_queries
-from egoasl.engine.mq_task import EpochConcat
+from egoasl.engine.ensemble import raw_output_of
 from egoasl.engine.nlq_merge import read_member
 from egoasl.engine.nlq_task import NLQTask
 from egoasl.engine.tasks import build_task
@@ -117,10 +118,12 @@ def test_build_task_and_several_training_splits(tiny_root):
     task = build_task(cfg)
     assert isinstance(task, NLQTask) and task.main_metric == "mean_R1"
     dataset = task.train_dataset()
-    assert isinstance(dataset, EpochConcat)
     assert len(dataset) == len(nlq_queries(cfg, "train")) + len(nlq_queries(cfg, "val"))
-    batch = task.collate([dataset[0], dataset[len(dataset) - 1]])
-    assert batch["feats"].shape[-1] == 128 and batch["text"].shape[-1] == 16
+    items = [dataset[0], dataset[len(dataset) - 1]]
+    batch = task.collate(items)
+    longest = max(item["feats"].shape[-1] for item in items)
+    assert batch["feats"].shape[-1] == -(-longest // 8) * 8 <= 128  # the longest clip, rounded to 2**(levels-1)
+    assert batch["text"].shape[-1] == 16
     losses = task.training_losses(untrained(cfg)[1], batch, CPU, contextlib.nullcontext)
     assert torch.isfinite(losses["loss"]) and "nce" in losses
 
@@ -151,3 +154,35 @@ def test_learning_beats_random_windows(tmp_path):
     assert r1 >= baseline + 0.1, f"R@1@0.3 {r1:.3f} vs random windows {baseline:.3f}"
     predictions = tmp_path / "run" / "predictions"
     assert sorted(p.name for p in predictions.iterdir()) == ["val_metrics.json", "val_scores.json", "val_submission.json"]
+
+
+def test_padding_a_batch_to_its_longest_clip_predicts_as_padding_to_max_seq_len(tiny_root):
+    """Batches are padded to the longest clip rounded to 2**(levels-1) (faster); the predictions are
+    those of padding to data.max_seq_len, to float tolerance (channel attention and local windows on)."""
+    cfg = tiny_cfg(tiny_root, model={"channel_attention": True, "masked_channel_attention": True, "attn_window": 9,
+                                     "stem_layers": 2})
+    task, model = untrained(cfg)
+    dataset = task.dataset("val", training=False)
+    items = [dataset[i] for i in range(4)]
+    short, full = task.collate(items), collate(items, pad_to=cfg.data.max_seq_len)
+    assert short["feats"].shape[-1] < full["feats"].shape[-1] == 128
+    assert short["feats"].shape[-1] % 8 == 0 and short["feats"].shape[-1] - 8 < max(i["feats"].shape[-1] for i in items)
+    model.eval()
+    with torch.no_grad():
+        outs = [model(b["feats"], b["masks"], b["text"], b["text_masks"]) for b in (short, full)]
+    for a, b, m in zip(outs[0].cls_logits, outs[1].cls_logits, outs[0].masks):
+        torch.testing.assert_close(a[m], b[:, : a.shape[1]][m], rtol=1e-4, atol=1e-4)
+    for a, b, m in zip(outs[0].offsets, outs[1].offsets, outs[0].masks):
+        torch.testing.assert_close(a[m], b[:, : a.shape[1]][m], rtol=1e-4, atol=1e-4)
+    for b, meta in enumerate(short["meta"]):
+        ours, theirs = task.decode(raw_output_of(outs[0], b), meta), task.decode(raw_output_of(outs[1], b), meta)
+        for w, v in zip(ours, theirs):
+            assert w.start == pytest.approx(v.start, abs=1e-3) and w.end == pytest.approx(v.end, abs=1e-3)
+            assert w.score == pytest.approx(v.score, abs=1e-4)
+
+
+def test_unmasked_channel_attention_keeps_padding_to_max_seq_len(tiny_root):
+    cfg = tiny_cfg(tiny_root, model={"channel_attention": True, "masked_channel_attention": False})
+    task = NLQTask(cfg)
+    dataset = task.dataset("val", training=False)
+    assert task.collate([dataset[0]])["feats"].shape[-1] == cfg.data.max_seq_len

@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "eval",
     "submission",
     "text",
+    "naq",
     "train",
     "predict",
     "ensemble",

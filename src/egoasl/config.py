@@ -81,6 +81,12 @@ class DataConfig:
     train_queries: int = 0  # NLQ: keep this many random training queries of train_splits (0: all; few-label runs)
     window_scale: tuple[float, float] = (1.0, 1.0)  # NLQ training: window length x U(low, high) (NaQ jittering)
     window_shift: float = 0.0  # NLQ training: window centre moved by U(-s, s) x its length
+    # NLQ narration pre-training (NaQ): extra NLQ-format files (e.g. `egoasl naq build` output, relative to
+    # root) whose queries join the training set; their token features live under text_features too
+    train_annotations: list[str] = field(default_factory=list)
+    train_queries: int = 0  # NLQ: keep this many random training queries of train_splits (0: all; few-label runs)
+    window_scale: tuple[float, float] = (1.0, 1.0)  # NLQ training: window length x U(low, high) (NaQ jittering)
+    window_shift: float = 0.0  # NLQ training: window centre moved by U(-s, s) x its length
 
     def validate(self, path: str) -> None:
         lo, hi = self.crop_ratio
@@ -89,6 +95,10 @@ class DataConfig:
         names = [s.name for s in self.sources]
         if len(set(names)) != len(names):
             raise EgoaslError(f"config key {path}.sources: source names must be unique, got {names}")
+        if not 0 < self.window_scale[0] <= self.window_scale[1]:
+            raise EgoaslError(f"config key {path}.window_scale: expected 0 < low <= high, got {list(self.window_scale)}")
+        if self.window_shift < 0 or self.train_queries < 0:
+            raise EgoaslError(f"config key {path}.window_shift and train_queries: expected numbers >= 0")
         if not 0 < self.window_scale[0] <= self.window_scale[1]:
             raise EgoaslError(f"config key {path}.window_scale: expected 0 < low <= high, got {list(self.window_scale)}")
         if self.window_shift < 0 or self.train_queries < 0:
@@ -136,6 +146,9 @@ class ModelConfig:
     # NLQ only
     text_layers: int = 5
     fusion_layers: int = 2
+    # late: text fused into every pyramid level (shared layers); early: into every stem block, before any
+    # downsampling (GroundNLQ/OSGNet), so the whole pyramid is query-aware but the video is encoded per query
+    fusion: Literal["late", "early"] = "late"
     # late: text fused into every pyramid level (shared layers); early: into every stem block, before any
     # downsampling (GroundNLQ/OSGNet), so the whole pyramid is query-aware but the video is encoded per query
     fusion: Literal["late", "early"] = "late"

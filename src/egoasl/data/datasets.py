@@ -136,6 +136,24 @@ def random_crop(
     return _Cropped(feats[:, start : start + length], new_segments, labels[keep], new_grid, start)
 
 
+def jitter_window(seconds: torch.Tensor, duration: float, scale: tuple[float, float], shift: float,
+                  rng: np.random.Generator) -> torch.Tensor:
+    """NaQ-style temporal jittering of ``(N, 2)`` windows in seconds (training of narration pairs).
+
+    Each window's length is multiplied by ``U(scale)`` and its centre moved by ``U(-shift, shift)``
+    times its length; the result is shifted (never shrunk, unless longer than the clip) to lie in
+    ``[0, duration]``.
+    """
+    out = seconds.clone()
+    for i, (start, end) in enumerate(seconds.tolist()):
+        length = end - start
+        new_length = min(length * float(rng.uniform(*scale)), duration)
+        centre = (start + end) / 2 + float(rng.uniform(-shift, shift)) * length
+        new_start = min(max(centre - new_length / 2, 0.0), duration - new_length)
+        out[i, 0], out[i, 1] = new_start, new_start + new_length
+    return out
+
+
 def _rng(seed: int, epoch: int, index: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed & 0xFFFFFFFF, epoch, index]))
 
@@ -303,6 +321,8 @@ class NLQDataset(Dataset):
             seconds = torch.tensor([[query.start, query.end]], dtype=torch.float64)
         labels = torch.zeros(seconds.shape[0], dtype=torch.long)
         rng = _rng(self.seed, self.epoch, index)
+        if self.training and (tuple(self.cfg.window_scale) != (1.0, 1.0) or self.cfg.window_shift > 0):
+            seconds = jitter_window(seconds, query.duration, tuple(self.cfg.window_scale), self.cfg.window_shift, rng)
         out = _ground_truth(aligned.feats, seconds, labels, aligned.grid, self.cfg, self.training, rng)
         meta = {
             "clip_uid": query.clip_uid,
@@ -324,10 +344,11 @@ class NLQDataset(Dataset):
 # ----------------------------------------------------------------------------- batching
 
 
-def collate(items: list[dict], pad_to: int | None = None) -> dict:
+def collate(items: list[dict], pad_to: int | None = None, multiple: int = 1) -> dict:
     """Batch dataset items, zero-padding the time axis.
 
-    Returns ``feats (B, C, T)`` with ``T`` the longest item (or ``pad_to``), ``masks (B, T)``
+    Returns ``feats (B, C, T)`` with ``T`` the longest item rounded up to ``multiple`` (or
+    ``pad_to``), ``masks (B, T)``
     True on valid steps, ``segments``/``labels``/``meta`` as lists, and for NLQ items
     ``text (B, L_max, D)`` zero-padded with ``text_masks (B, L_max)``.
 
@@ -341,7 +362,7 @@ def collate(items: list[dict], pad_to: int | None = None) -> dict:
     if len(channels) != 1:
         raise EgoaslError(f"collate: items have different channel counts {sorted(channels)}")
     lengths = [int(item["feats"].shape[1]) for item in items]
-    num_steps = max(lengths) if pad_to is None else int(pad_to)
+    num_steps = -(-max(lengths) // multiple) * multiple if pad_to is None else int(pad_to)
     for item, length in zip(items, lengths):
         if length > num_steps:
             uid = item.get("meta", {}).get("clip_uid", "?")

@@ -4,7 +4,10 @@ The report uses CLIP ViT-L/14 text hidden states (up to 48 tokens x 768). egoasl
 downloads weights: the ``clip`` and ``sentence-transformers`` encoders read a local
 folder the user downloaded once, and need the optional extra ``pip install egoasl[text]``.
 The ``hashed`` encoder needs nothing: every word gets a fixed pseudo-random vector
-derived from its hash (a dependency-free baseline, and what tests use).
+derived from its hash (a dependency-free baseline, and what tests use). The ``synthetic``
+encoder plays CLIP's part for ``egoasl synth`` data (``--weights`` = the synthetic folder):
+the noise-free word embeddings of its hidden world, so that new queries (e.g. ``egoasl naq
+build`` output) get features aligned with the video as the generated query features are.
 
 Add an encoder by subclassing :class:`TextEncoder` and registering it in ``ENCODERS``.
 """
@@ -15,6 +18,7 @@ import hashlib
 import re
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from egoasl.errors import EgoaslError
@@ -100,15 +104,38 @@ class SentenceTransformerEncoder(TextEncoder):
         return [torch.as_tensor(o)[:max_tokens].float().cpu() for o in outputs]
 
 
+class SyntheticWorldEncoder(TextEncoder):
+    """Word embeddings of the hidden world behind an ``egoasl synth`` folder (its seed, scale and classes)."""
+
+    def __init__(self, weights: str | None):
+        from egoasl.data.synthetic import build_world, load_summary
+
+        folder = _local_weights(weights, "synthetic", "the folder written by `egoasl synth`")
+        summary = load_summary(folder)
+        self.world = build_world(summary.seed, len(summary.classes), summary.scale)
+        self.dim = self.world.text_dim
+
+    def encode(self, texts: list[str], max_tokens: int) -> list[torch.Tensor]:
+        from egoasl.data.synthetic import tokenize_query
+
+        out = []
+        for text in texts:
+            words = tokenize_query(text)[:max_tokens] or ["<empty>"]
+            out.append(torch.tensor(np.stack([self.world.word_embedding(w) for w in words]), dtype=torch.float32))
+        return out
+
+
 ENCODERS = {
     "hashed": lambda weights, device, dim: HashedWordEncoder(dim),
     "clip": lambda weights, device, dim: ClipTextEncoder(weights, device),
     "sentence-transformers": lambda weights, device, dim: SentenceTransformerEncoder(weights, device),
+    "synthetic": lambda weights, device, dim: SyntheticWorldEncoder(weights),
 }
 
 
 def build_text_encoder(name: str, weights: str | None = None, device: str = "cpu", dim: int = 768) -> TextEncoder:
-    """An encoder by name: ``hashed`` (no weights), ``clip`` or ``sentence-transformers`` (local weights)."""
+    """An encoder by name: ``hashed`` (no weights), ``clip`` or ``sentence-transformers`` (local weights),
+    ``synthetic`` (the ``egoasl synth`` folder)."""
     if name not in ENCODERS:
         raise EgoaslError(f"unknown text encoder {name!r}; choose one of {', '.join(ENCODERS)}")
     return ENCODERS[name](weights, device, dim)

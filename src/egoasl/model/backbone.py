@@ -26,7 +26,7 @@ Returns the list of ``(x_l, mask_l)`` per level, ``x_l (B, width, T / 2^l)``.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -82,8 +82,9 @@ class Backbone(nn.Module):
     def input_dim(self) -> int:
         return sum(dim for _, dim in self.sources)
 
-    def forward(self, x: Tensor, mask: Tensor) -> tuple[list[Tensor], list[Tensor]]:
-        # x: (B, sum(dim), T); mask: (B, 1, T) bool
+    def forward(self, x: Tensor, mask: Tensor,
+                stem_fusion: Callable[[int, Tensor, Tensor], Tensor] | None = None) -> tuple[list[Tensor], list[Tensor]]:
+        # x: (B, sum(dim), T); mask: (B, 1, T) bool; stem_fusion(i, x, mask) -> x after stem block i (NLQ)
         if x.shape[1] != self.input_dim:
             parts = " + ".join(f"{name} {dim}" for name, dim in self.sources)
             raise EgoaslError(
@@ -100,8 +101,10 @@ class Backbone(nn.Module):
         if self.use_abs_pe:
             pe = sinusoid_table(x.shape[-1], self.width, device=x.device).to(x.dtype)  # (width, T)
             x = x + pe[None] / math.sqrt(self.width) * mask.to(x.dtype)
-        for block in self.stem:
+        for i, block in enumerate(self.stem):
             x, mask = self._run(block, x, mask)
+            if stem_fusion is not None:  # NLQ early fusion: the query conditions every stem block's output
+                x = stem_fusion(i, x, mask)
         feats, masks = [x], [mask]
         if self.rel_layer is not None:
             x = self.rel_layer(x, mask)

@@ -20,6 +20,7 @@ function are switches whose release values ``configs/mq/release.yaml`` sets:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -93,8 +94,10 @@ class MQDetector(nn.Module):
         levels, level_masks = self.neck(*self.pyramid(feats, masks))
         return self.head_outputs(levels, level_masks)
 
-    def pyramid(self, feats: Tensor, masks: Tensor) -> tuple[list[Tensor], list[Tensor]]:
-        """Checked inputs through the backbone: per level ``(B, width, T_l)`` and ``(B, 1, T_l)`` masks."""
+    def pyramid(self, feats: Tensor, masks: Tensor,
+                stem_fusion: Callable[[int, Tensor, Tensor], Tensor] | None = None) -> tuple[list[Tensor], list[Tensor]]:
+        """Checked inputs through the backbone: per level ``(B, width, T_l)`` and ``(B, 1, T_l)`` masks
+        (``stem_fusion``: see :meth:`Backbone.forward <egoasl.model.backbone.Backbone.forward>`)."""
         if feats.dim() != 3:
             raise EgoaslError(f"model input: expected feats of shape (B, C, T), got {tuple(feats.shape)}")
         B, _, T = feats.shape
@@ -108,7 +111,7 @@ class MQDetector(nn.Module):
                 f"model input: length T={T} is not a multiple of 2**(num_levels-1) = {self.length_multiple} "
                 f"(model.num_levels={self.num_levels}); pad the clip to T={need}"
             )
-        return self.backbone(feats, masks[:, None, :])  # per level (B, width, T_l), (B, 1, T_l)
+        return self.backbone(feats, masks[:, None, :], stem_fusion)  # per level (B, width, T_l), (B, 1, T_l)
 
     def head_outputs(self, levels: list[Tensor], level_masks: list[Tensor]) -> DetectorOutput:
         """The shared heads on neck features ``levels[l] (B, width, T_l)`` with masks ``(B, 1, T_l)``."""

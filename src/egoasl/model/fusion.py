@@ -1,8 +1,16 @@
 """Video-text fusion of the NLQ grounder: video queries attend to the query's text tokens.
 
-One :class:`TextFusion` (``model.fusion_layers`` x :class:`CrossModalLayer`) is applied to
-every pyramid level with the same weights (spec section 8.2, the [REC] cross-attention
-variant; S4's AdaAttN is not implemented). A layer is pre-LN::
+``model.fusion: late`` (default): one :class:`TextFusion` (``model.fusion_layers`` x
+:class:`CrossModalLayer`) is applied to every pyramid level with the same weights (spec
+section 8.2, the [REC] cross-attention variant; S4's AdaAttN is not implemented).
+
+``model.fusion: early``: :class:`StemTextFusion`, one :class:`CrossModalLayer` after each stem
+block, at full temporal resolution and before any downsampling (as GroundNLQ and OSGNet inject
+the query into their stem), so every pyramid level is built from query-aware features; there is
+no per-level fusion then. The cost: the video part of the model depends on the query, so a clip
+is encoded once per query (late fusion could share the video pyramid between a clip's queries).
+
+A layer is pre-LN::
 
     x = (x + DropPath(CrossAttention(LN_v x, LN_t W))) · m
     x = (x + DropPath(FFN(LN x))) · m
@@ -93,3 +101,15 @@ class TextFusion(nn.Module):
         for layer in self.layers:
             x = layer(x, mask, text, text_mask)
         return x
+
+
+class StemTextFusion(nn.Module):
+    """Early fusion: ``num_stem`` cross-modal layers, layer ``i`` applied after stem block ``i``."""
+
+    def __init__(self, width: int, n_head: int, num_stem: int, dropout: float, droppath: float) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(CrossModalLayer(width, n_head, dropout, droppath) for _ in range(num_stem))
+
+    def forward(self, i: int, x: Tensor, mask: Tensor, text: Tensor, text_mask: Tensor) -> Tensor:
+        """After stem block ``i``: ``x (B, width, T)``, ``mask (B, 1, T)``, ``text (B, width, L)``, ``text_mask (B, L)``."""
+        return self.layers[i](x, mask, text, text_mask)

@@ -6,7 +6,10 @@ Data flow for ``feats (B, C_in, T)``, ``masks (B, T)``, ``text (B, L, text_dim)`
 1. the MQ backbone (:class:`~egoasl.model.backbone.Backbone`: per-source projections
    [256/512/256], embedding to ``width`` [512], stem and stride-2 blocks) gives the pyramid;
 2. the :class:`~egoasl.model.text.TextEncoder` turns the tokens into ``W (B, width, L)``;
-3. one :class:`~egoasl.model.fusion.TextFusion` (shared weights) fuses every level with ``W``;
+3. ``model.fusion: late``: one :class:`~egoasl.model.fusion.TextFusion` (shared weights) fuses
+   every level with ``W``; ``early``: a :class:`~egoasl.model.fusion.StemTextFusion` layer after
+   each stem block fuses ``W`` before any downsampling (the text is encoded first), and the
+   levels go to the neck as they are;
 4. the MQ neck and the shared heads with ``num_classes = 1`` (cls prior, per-level Scale).
 
 Losses (section 8.4): the MQ detector's focal (``loss.focal_alpha``, ``loss.label_smoothing``)
@@ -26,7 +29,7 @@ from torch import Tensor
 from egoasl.config import Config
 from egoasl.errors import EgoaslError
 from egoasl.model.detector import DetectorOutput, MQDetector
-from egoasl.model.fusion import TextFusion
+from egoasl.model.fusion import StemTextFusion, TextFusion
 from egoasl.model.nce import frame_query_nce
 from egoasl.model.text import TextEncoder
 
@@ -55,15 +58,24 @@ class NLQGrounder(MQDetector):
         super().__init__(cfg)
         m = cfg.model
         self.text_encoder = TextEncoder(cfg.data.text_dim, m.width, m.n_head, m.text_layers, m.dropout, m.droppath)
-        self.fusion = TextFusion(m.width, m.n_head, m.fusion_layers, m.dropout, m.droppath)
+        self.fusion_mode = m.fusion
+        if m.fusion == "early":
+            self.stem_fusion = StemTextFusion(m.width, m.n_head, m.stem_layers, m.dropout, m.droppath)
+        else:
+            self.fusion = TextFusion(m.width, m.n_head, m.fusion_layers, m.dropout, m.droppath)
 
     def forward(self, feats: Tensor, masks: Tensor, text: Tensor, text_masks: Tensor) -> GrounderOutput:  # type: ignore[override]
         """Raw outputs for a batch of queries (each with its clip's features)."""
         if text.shape[0] != feats.shape[0]:
             raise EgoaslError(f"model input: {feats.shape[0]} clips but {text.shape[0]} queries in the batch")
-        levels, level_masks = self.pyramid(feats, masks)  # per level (B, width, T_l), (B, 1, T_l)
-        words, word_masks = self.text_encoder(text, text_masks)  # (B, width, L), (B, L)
-        fused = [self.fusion(x, m, words, word_masks) for x, m in zip(levels, level_masks)]
+        if self.fusion_mode == "early":
+            words, word_masks = self.text_encoder(text, text_masks)  # (B, width, L), (B, L)
+            fused, level_masks = self.pyramid(
+                feats, masks, lambda i, x, m: self.stem_fusion(i, x, m, words, word_masks))
+        else:
+            levels, level_masks = self.pyramid(feats, masks)  # per level (B, width, T_l), (B, 1, T_l)
+            words, word_masks = self.text_encoder(text, text_masks)  # (B, width, L), (B, L)
+            fused = [self.fusion(x, m, words, word_masks) for x, m in zip(levels, level_masks)]
         out = self.head_outputs(*self.neck(fused, level_masks))
         return GrounderOutput(**vars(out), text_feats=words, text_masks=word_masks)
 
