@@ -168,7 +168,7 @@ def test_read_round_trip_and_intermediate_results_file(tmp_path):
 def test_read_errors_name_the_file_and_place(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text('{"version": "1.0",\n "detect_results": {,}}')
-    with pytest.raises(DataError, match=r"bad.json: line 2 column 21: expected valid JSON"):
+    with pytest.raises(DataError, match=r"bad.json: line 2, column 21: expected valid JSON"):
         read_mq_submission(bad)
     nlq = write_json_atomic(tmp_path / "n.json", {"version": "1.0", "challenge": "ego4d_nlq_challenge", "results": []})
     with pytest.raises(DataError, match=r"n.json: challenge: expected 'ego4d_moment_queries'"):

@@ -23,9 +23,11 @@ from typing import Any, Literal, get_args, get_origin, get_type_hints
 import yaml
 
 from egoasl.config_overrides import BOOL_WORDS, parse_yaml
-from egoasl.errors import EgoaslError
+from egoasl.errors import EgoaslError, shown
 
 PRESET_DIR = Path(__file__).parent / "configs"
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+"""yaml.safe_load's loader, in C where PyYAML has it: it also refuses deep nesting at once."""
 
 
 def resolve_config_path(name: str | Path, relative_to: Path | None = None) -> Path:
@@ -51,14 +53,24 @@ def load_yaml_tree(path: Path, _seen: tuple[Path, ...] = ()) -> dict:
     if path in _seen:
         raise EgoaslError(f"{path}: config inheritance loops back to itself")
     try:
-        data = parse_yaml(path.read_text()) or {}
+        data = parse_yaml(path.read_text(encoding="utf-8-sig")) or {}
     except yaml.YAMLError as exc:
         raise EgoaslError(f"{path}: not valid YAML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise EgoaslError(f"{path}: expected a UTF-8 text file, got an undecodable byte at offset {exc.start}") from None
+    except ValueError as exc:  # an integer of more digits than Python converts
+        raise EgoaslError(f"{path}: not valid YAML: {exc}") from None
+    except RecursionError:
+        raise EgoaslError(f"{path}: expected YAML nested at most a few hundred levels deep") from None
+    except OSError as exc:
+        raise EgoaslError(f"{path}: expected a readable config file, got {exc.strerror or exc}") from None
     if not isinstance(data, dict):
         raise EgoaslError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
     base = data.pop("base", None)
     if base is None:
         return data
+    if not isinstance(base, str) or not base:
+        raise EgoaslError(f"{path}: config key base: expected a config file or preset name, got {shown(base)}")
     parent = load_yaml_tree(resolve_config_path(base, relative_to=path.parent), _seen + (path,))
     return deep_merge(parent, data)
 
@@ -115,7 +127,7 @@ def _convert(tp: Any, value: Any, path: str) -> Any:
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             where = f"config key {path}" if path else "config"
-            raise EgoaslError(f"{where}: expected a mapping, got {value!r}")
+            raise EgoaslError(f"{where}: expected a mapping, got {shown(value)}")
         hints = get_type_hints(tp)
         names = {f.name for f in dataclasses.fields(tp)}
         unknown = sorted(set(value) - names)
@@ -141,49 +153,53 @@ def _convert(tp: Any, value: Any, path: str) -> Any:
                 return _convert(option, value, path)
             except EgoaslError as exc:
                 errors.append(exc)
-        raise EgoaslError(f"config key {path}: expected {_describe(tp)}, got {value!r}")
+        raise EgoaslError(f"config key {path}: expected {_describe(tp)}, got {shown(value)}")
     if origin is Literal:
         if value not in get_args(tp):
-            raise EgoaslError(f"config key {path}: expected {_describe(tp)}, got {value!r}")
+            raise EgoaslError(f"config key {path}: expected {_describe(tp)}, got {shown(value)}")
         return value
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
-            raise EgoaslError(f"config key {path}: expected a list, got {value!r}")
+            raise EgoaslError(f"config key {path}: expected a list, got {shown(value)}")
         args = get_args(tp)
         if origin is tuple and args and args[-1] is not Ellipsis:
             if len(value) != len(args):
-                raise EgoaslError(f"config key {path}: expected a list of {len(args)} items, got {value!r}")
+                raise EgoaslError(f"config key {path}: expected a list of {len(args)} items, got {shown(value)}")
             return tuple(_convert(a, v, f"{path}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
         item_type = args[0] if args else Any
         items = [_convert(item_type, v, f"{path}[{i}]") for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else items
     if origin is dict:
         if not isinstance(value, dict):
-            raise EgoaslError(f"config key {path}: expected a mapping, got {value!r}")
+            raise EgoaslError(f"config key {path}: expected a mapping, got {shown(value)}")
         _, value_type = get_args(tp) or (Any, Any)
         return {k: _convert(value_type, v, _join(path, k)) for k, v in value.items()}
     if tp is Any:
         return value
     if tp is type(None):
         if value is not None:
-            raise EgoaslError(f"config key {path}: expected null, got {value!r}")
+            raise EgoaslError(f"config key {path}: expected null, got {shown(value)}")
         return None
     if tp is bool:
         if isinstance(value, str) and value.lower() in BOOL_WORDS:
             return BOOL_WORDS[value.lower()]
         if not isinstance(value, bool):
-            raise EgoaslError(f"config key {path}: expected true or false, got {value!r}")
+            raise EgoaslError(f"config key {path}: expected true or false, got {shown(value)}")
         return value
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise EgoaslError(f"config key {path}: expected an integer, got {value!r}")
+            raise EgoaslError(f"config key {path}: expected an integer, got {shown(value)}")
         return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise EgoaslError(f"config key {path}: expected a number, got {value!r}")
-        return float(value)
+            raise EgoaslError(f"config key {path}: expected a number, got {shown(value)}")
+        try:
+            return float(value)
+        except OverflowError:
+            raise EgoaslError(f"config key {path}: expected a number a 64-bit float can hold (at most about "
+                              f"1.8e308), got an integer of {value.bit_length()} bits") from None
     if tp is str:
         if not isinstance(value, str):
-            raise EgoaslError(f"config key {path}: expected a string, got {value!r}")
+            raise EgoaslError(f"config key {path}: expected a string, got {shown(value)}")
         return value
     raise EgoaslError(f"config key {path}: unsupported type {tp}")

@@ -26,10 +26,14 @@ class DataError(EgoaslError):
         self.expected = expected
         message = f"{self.path}: {field}: expected {expected}" if field else f"{self.path}: expected {expected}"
         if got is not ...:
-            message += f", got {_short(got)}"
+            message += f", got {shown(got)}"
         super().__init__(message)
 
 
-def _short(value: object, limit: int = 80) -> str:
-    text = repr(value)
+def shown(value: object, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters, for a message; a value nested too deeply to print says so."""
+    try:
+        text = repr(value)
+    except RecursionError:
+        text = f"a {type(value).__name__} nested too deeply to show"
     return text if len(text) <= limit else text[: limit - 3] + "..."

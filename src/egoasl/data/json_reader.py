@@ -13,9 +13,56 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 from egoasl.errors import DataError
+
+
+class HugeInteger(float):
+    """A JSON integer too large for a 64-bit float: infinite as a number, shown by its size in messages.
+
+    Every finiteness check refuses it like ``1e400``, and no conversion to float overflows.
+    """
+
+    digits = 0
+
+    def __repr__(self) -> str:
+        return f"an integer of {self.digits} digits (too large for a 64-bit float)"
+
+
+def _integer(text: str) -> int | float:
+    """A JSON integer literal as an int, or a :class:`HugeInteger` when no float can hold it."""
+    if len(text) <= 308 or math.isfinite(float(text)):
+        return int(text)
+    value = HugeInteger(-math.inf if text.startswith("-") else math.inf)
+    value.digits = len(text.lstrip("-"))
+    return value
+
+
+def parse_json_file(path: str | Path, object_pairs_hook: Callable[[list[tuple[str, object]]], dict],
+                    what: str = "file") -> object:
+    """Parse a JSON file (UTF-8, with or without a BOM) whatever it holds, or raise a :class:`DataError`.
+
+    Integers too large for a float become :class:`HugeInteger`; ``NaN`` and ``Infinity`` literals
+    are read as floats (the callers' finiteness checks name their place); nesting deeper than
+    Python's recursion limit, invalid JSON and non-UTF-8 bytes are refused with the file named.
+    ``what`` names the kind of file in the message of an unreadable one ("a readable <what>").
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataError(path, "", "a UTF-8 text file", Text(f"an undecodable byte at offset {exc.start}")) from None
+    except OSError as exc:
+        raise DataError(path, "", f"a readable {what}", Text(exc.strerror or str(exc))) from None
+    try:
+        return json.loads(text, object_pairs_hook=object_pairs_hook, parse_int=_integer)
+    except json.JSONDecodeError as exc:
+        truncated = "\n" not in exc.doc[exc.pos :].strip() and not exc.doc.rstrip().endswith(("}", "]"))
+        hint = "; the file ends early, it may be truncated" if truncated else ""
+        raise DataError(path, f"line {exc.lineno}, column {exc.colno}", f"valid JSON ({exc.msg}{hint})") from None
+    except RecursionError:
+        raise DataError(path, "", "JSON nested at most a few hundred levels deep") from None
 
 
 class _Missing:
@@ -69,12 +116,6 @@ class JsonReader:
 
     def read_json(self) -> tuple[object, list[str]]:
         """The parsed file and the keys repeated in its top-level object (the first value is kept)."""
-        try:
-            text = Path(self.path).read_text(encoding="utf-8-sig")
-        except UnicodeDecodeError as exc:
-            raise self.error("", "a UTF-8 text file", Text(f"an undecodable byte at offset {exc.start}")) from None
-        except OSError as exc:
-            raise self.error("", "a readable file", Text(exc.strerror or str(exc))) from None
         duplicates: list[list[str]] = [[]]
 
         def first_wins(pairs: list[tuple[str, object]]) -> dict:
@@ -90,14 +131,7 @@ class JsonReader:
             duplicates[0] = repeated  # the outermost object is decoded last
             return obj
 
-        try:
-            data = json.loads(text, object_pairs_hook=first_wins)
-        except json.JSONDecodeError as exc:
-            truncated = "\n" not in exc.doc[exc.pos :].strip() and not exc.doc.rstrip().endswith(("}", "]"))
-            hint = "; the file ends early, it may be truncated" if truncated else ""
-            raise self.error(f"line {exc.lineno}, column {exc.colno}", f"valid JSON ({exc.msg}{hint})") from None
-        except RecursionError:
-            raise self.error("", "JSON nested at most a few hundred levels deep") from None
+        data = parse_json_file(self.path, first_wins)
         return data, duplicates[0] if isinstance(data, dict) else []
 
     def obj(self, value: object, where: str) -> dict:

@@ -66,11 +66,16 @@ def load_checkpoint(path: str | Path, with_state: bool = False) -> Checkpoint:
         tensors = load_file(str(path))
         with safe_open(str(path), framework="pt") as handle:
             metadata = handle.metadata() or {}
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise DataError(path, "", "a safetensors checkpoint", got=str(exc)) from None
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise DataError(path, "", "a safetensors checkpoint", got=_first_line(exc)) from None
     model = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
     ema = {k[len("ema."):]: v for k, v in tensors.items() if k.startswith("ema.")} or None
-    meta = json.loads(metadata.get("egoasl", "{}"))
+    try:
+        meta = json.loads(metadata.get("egoasl", "{}"))
+    except ValueError as exc:
+        raise DataError(path, "metadata.egoasl", "a JSON object", got=_first_line(exc)) from None
+    if not isinstance(meta, dict):
+        raise DataError(path, "metadata.egoasl", "a JSON object", got=type(meta).__name__)
     state = None
     if with_state:
         spath = path.with_name(path.name[: -len(".safetensors")] + ".state.pt")
@@ -85,7 +90,13 @@ def load_training_state(path: Path) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises UnpicklingError or RuntimeError for refused/bad files
-        raise DataError(path, "", "a training state holding only tensors and plain containers", got=str(exc).splitlines()[0]) from None
+        raise DataError(path, "", "a training state holding only tensors and plain containers", got=_first_line(exc)) from None
     if not isinstance(state, dict):
         raise DataError(path, "", "a dict of training state", got=type(state).__name__)
     return state
+
+
+def _first_line(exc: BaseException) -> str:
+    """The exception's type and the first line of its message (some torch errors have none)."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__

@@ -28,8 +28,9 @@ from typing import Any
 
 import numpy as np
 
+from egoasl.data.json_reader import parse_json_file
 from egoasl.data.records import MQClip, NLQQuery
-from egoasl.errors import DataError, EgoaslError
+from egoasl.errors import DataError, EgoaslError, shown
 from egoasl.io.atomic import write_text_atomic
 
 VERSION = "1.0"
@@ -180,9 +181,9 @@ def write_nlq_submission(path: str | Path, results: Iterable[Mapping[str, Any]],
 def _raise_errors(path: str | Path, problems: list[Problem]) -> None:
     errors = errors_only(problems)
     if errors:
-        shown = "\n  ".join(str(p) for p in errors[:20])
+        listed = "\n  ".join(str(p) for p in errors[:20])
         more = f"\n  ... and {len(errors) - 20} more" if len(errors) > 20 else ""
-        raise EgoaslError(f"{path}: submission not written, {len(errors)} problems:\n  {shown}{more}")
+        raise EgoaslError(f"{path}: submission not written, {len(errors)} problems:\n  {listed}{more}")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -209,15 +210,7 @@ def read_submission(path: str | Path) -> tuple[dict[str, Any], list[Problem]]:
             out[key] = value
         return out
 
-    try:
-        with path.open(encoding="utf-8") as fh:
-            obj = json.load(fh, object_pairs_hook=hook)
-    except OSError as exc:
-        raise DataError(path, "", "a readable submission file", got=f"{type(exc).__name__}: {exc.strerror}") from None
-    except json.JSONDecodeError as exc:
-        raise DataError(path, f"line {exc.lineno} column {exc.colno}", "valid JSON", got=exc.msg) from None
-    except UnicodeDecodeError:
-        raise DataError(path, "", "UTF-8 JSON text") from None
+    obj = parse_json_file(path, hook, what="submission file")
     if not isinstance(obj, dict):
         raise DataError(path, "", "a JSON object", got=type(obj).__name__)
     return obj, duplicates
@@ -265,9 +258,9 @@ def _header(obj: Any, challenge: str, keys: Sequence[str], out: list[Problem]) -
         out.append(Problem("(top level)", f"expected a JSON object, got {type(obj).__name__}"))
         return False
     if obj.get("version") != VERSION:
-        out.append(Problem("version", f"expected {VERSION!r}, got {obj.get('version')!r}"))
+        out.append(Problem("version", f"expected {VERSION!r}, got {shown(obj.get('version'))}"))
     if obj.get("challenge") != challenge:
-        out.append(Problem("challenge", f"expected {challenge!r}, got {obj.get('challenge')!r}"))
+        out.append(Problem("challenge", f"expected {challenge!r}, got {shown(obj.get('challenge'))}"))
     for key in obj:
         if key not in ("version", "challenge", *keys):
             out.append(Problem(repr(key), "unexpected top-level key", "warning"))
@@ -341,14 +334,14 @@ def _check_mq_items(items: list, loc: str, labels: set[str] | None, duration: fl
         label = it.get("label")
         if "label" in it:
             if not isinstance(label, str):
-                out.append(Problem(f"{at}.label", f"expected a string, got {label!r}"))
+                out.append(Problem(f"{at}.label", f"expected a string, got {shown(label)}"))
             elif labels is not None and label not in labels:
-                out.append(Problem(f"{at}.label", f"unknown label {label!r} (dropped by the evaluator)"
+                out.append(Problem(f"{at}.label", f"unknown label {shown(label)} (dropped by the evaluator)"
                                    + _label_hint(label, labels)))
         score = it.get("score")
         if "score" in it:
             if not _is_number(score):
-                out.append(Problem(f"{at}.score", f"expected a number, got {score!r}"))
+                out.append(Problem(f"{at}.score", f"expected a number, got {shown(score)}"))
             elif not math.isfinite(score):
                 out.append(Problem(f"{at}.score", f"score is {score}"))
             else:
@@ -364,11 +357,11 @@ def _check_mq_items(items: list, loc: str, labels: set[str] | None, duration: fl
 
 def _check_window(seg: Any, at: str, duration: float | None, out: list[Problem]) -> None:
     if not isinstance(seg, list) or len(seg) != 2 or not all(_is_number(x) for x in seg):
-        out.append(Problem(at, f"expected [start, end] in seconds, got {seg!r}"))
+        out.append(Problem(at, f"expected [start, end] in seconds, got {shown(seg)}"))
         return
     s, e = seg
     if not (math.isfinite(s) and math.isfinite(e)):
-        out.append(Problem(at, f"non-finite time in {seg!r}"))
+        out.append(Problem(at, f"non-finite time in {shown(seg)}"))
     elif s > e:
         out.append(Problem(at, f"reversed: start {s} > end {e}"))
     else:
@@ -400,11 +393,11 @@ def validate_nlq_submission(obj: Any, queries: Sequence[NLQQuery], num_windows: 
         bad_key = False
         for name in ("clip_uid", "annotation_uid"):
             if not isinstance(entry.get(name), str):
-                out.append(Problem(f"{at}.{name}", f"expected a string, got {entry.get(name)!r}"))
+                out.append(Problem(f"{at}.{name}", f"expected a string, got {shown(entry.get(name))}"))
                 bad_key = True
         idx = entry.get("query_idx")
         if not isinstance(idx, int) or isinstance(idx, bool):
-            out.append(Problem(f"{at}.query_idx", f"expected an integer, got {idx!r}"))
+            out.append(Problem(f"{at}.query_idx", f"expected an integer, got {shown(idx)}"))
             bad_key = True
         for name in entry:
             if name not in ("clip_uid", "annotation_uid", "query_idx", "predicted_times"):
@@ -421,7 +414,7 @@ def validate_nlq_submission(obj: Any, queries: Sequence[NLQQuery], num_windows: 
                 seen[key] = e
         times = entry.get("predicted_times")
         if not isinstance(times, list):
-            out.append(Problem(f"{at}.predicted_times", f"expected a list of [start, end] windows, got {times!r}"))
+            out.append(Problem(f"{at}.predicted_times", f"expected a list of [start, end] windows, got {shown(times)}"))
             continue
         if times and _is_number(times[0]):
             out.append(Problem(f"{at}.predicted_times",
