@@ -9,6 +9,7 @@ import sys
 
 import pytest
 import torch
+from conftest import TINY_MQ_CONFIG
 from safetensors.torch import load_file
 
 from egoasl.config import load_config
@@ -16,8 +17,6 @@ from egoasl.engine.runs import load_run
 from egoasl.engine.tasks import build_task
 from egoasl.engine.train import train
 from egoasl.errors import EgoaslError
-
-from conftest import TINY_MQ_CONFIG
 
 
 def tiny_cfg(root, *overrides):
@@ -84,12 +83,14 @@ def test_two_process_ddp_on_cpu(tiny_data, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1", "--nproc_per_node", "2",
-        "-m", "egoasl.cli", "train", str(TINY_MQ_CONFIG), f"data.root={tiny_data}",
-        "train.epochs=2", "train.eval_start_epoch=2", "train.device=cpu", "--run-dir", str(run_dir), "--no-progress",
+        # `--` keeps torchrun's parser off `--run` (an abbreviation of its --run-path to it)
+        "-m", "egoasl.cli", "--", "train", str(TINY_MQ_CONFIG), f"data.root={tiny_data}",
+        "train.epochs=2", "train.eval_start_epoch=2", "train.device=cpu", "--run", str(run_dir), "--no-progress",
     ]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(cmd, check=False, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     assert "epoch 2/2" in proc.stdout and "val average_mAP" in proc.stdout
+    assert (run_dir / "train.log").read_text().count("epoch 2/2") == 1  # the main process logs, once
     # one process writes: one line per step (3 steps of batch 1 per rank), one evaluation per run
     lines = (run_dir / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 2 * 3 + 1 + 2  # + the ASL spread of each epoch

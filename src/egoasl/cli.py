@@ -42,8 +42,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--"]:
+        # `torchrun ... -m egoasl.cli -- train CFG --run R`: the separator keeps torchrun's own parser
+        # off our options (it rejects --run as an abbreviation of its --run-path)
+        argv = argv[1:]
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
+    args.argv = argv
     if extra:
         # KEY=VALUE overrides may follow options (`egoasl train CFG --run R model.width=64`)
         unknown = [item for item in extra if "=" not in item or item.startswith("-")]

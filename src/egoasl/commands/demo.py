@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import time
 from pathlib import Path
 
@@ -25,12 +26,15 @@ def register(subparsers) -> None:
     parser.add_argument("--task", choices=["mq", "nlq", "all"], default="all", help="default: MQ then NLQ")
     parser.add_argument("--out", type=Path, default=Path("runs/demo"), help="demo folder (default runs/demo)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic data")
+    parser.add_argument("--recipe", choices=["standard", "naq"], default="standard",
+                        help="NLQ: naq = few labels, narration pre-training then fine-tuning vs from scratch")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="overrides of the demo config(s)")
     parser.add_argument("--no-progress", action="store_true")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from egoasl.commands.demo_naq import run_naq_recipe
     from egoasl.data.check import run_data_check
     from egoasl.data.synthetic import generate_synthetic
 
@@ -52,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
         print("      problem: " + problem)
     if not report.ok:
         return 1
-    summaries = [_run_task(task, args, data_dir) for task in tasks]
+    summaries = [_run_task(task, args, data_dir) if task == "mq" or args.recipe == "standard"
+                 else run_naq_recipe(args, data_dir) for task in tasks]
     print(f"\ndemo finished in {time.time() - started:.0f} s")
     for summary in summaries:
         print(summary)
@@ -65,10 +70,12 @@ def _run_task(task_name: str, args: argparse.Namespace, data_dir: Path) -> str:
     from egoasl.engine.train import train
 
     run_dir = args.out / task_name
+    reference = load_config(DEMO_CONFIGS[task_name], [f"data.root={data_dir}"])
     cfg = load_config(DEMO_CONFIGS[task_name], [f"data.root={data_dir}", *args.overrides])
     task = build_task(cfg, run_dir)
     print(f"\n[3/4] {task_name.upper()}: training {DEMO_CONFIGS[task_name]} in {run_dir}")
-    summary = train(cfg, task, run_dir, progress=not args.no_progress)
+    summary = train(cfg, task, run_dir, progress=not args.no_progress, reference=reference,
+                    command=shlex.join(["egoasl", *getattr(args, "argv", [])]))
     pred_dir = run_dir / "predictions"
     split = cfg.data.val_split
     metrics = json.loads((pred_dir / f"{split}_metrics.json").read_text())
@@ -87,8 +94,8 @@ def _headline(task_name: str, metrics: dict) -> list[str]:
         maps = "  ".join(f"{t}: {v:.2f}" for t, v in metrics["mAP"].items())
         return [f"average mAP {metrics['average_mAP']:.2f}  (mAP@tIoU {maps})",
                 f"Recall@1x tIoU 0.5: {metrics['recall'].get('1x@0.5', float('nan')):.2f}"]
-    return [f"mean R@1 {metrics['mean_R1']:.2f}  R@1@0.3 {metrics['R1@0.3']:.2f}  R@1@0.5 {metrics['R1@0.5']:.2f}  "
-            f"R@5@0.3 {metrics['R5@0.3']:.2f}  R@5@0.5 {metrics['R5@0.5']:.2f}"]
+    return [(f"mean R@1 {metrics['mean_R1']:.2f}  R@1@0.3 {metrics['R1@0.3']:.2f}  R@1@0.5 {metrics['R1@0.5']:.2f}  "
+            f"R@5@0.3 {metrics['R5@0.3']:.2f}  R@5@0.5 {metrics['R5@0.5']:.2f}")]
 
 
 def _plot_one_clip(cfg, submission: Path, path: Path) -> Path:

@@ -4,7 +4,9 @@ MQ (the report's ensemble): every member run is predicted with its OWN config; t
 outputs (pre-sigmoid class logits and stride-unit offsets per level) are mean-pooled clip by
 clip, then decoded once with the first member's test settings. Members' saved raw outputs
 (``RUN/predictions/<split>_raw.safetensors`` from ``egoasl predict RUN --split``) are reused;
-missing ones are computed and saved first.
+missing ones are computed and saved first. KEY=VALUE arguments override every member's
+config, as on train: a moved data folder (``data.root=...``) or other decoding settings
+(``test.nms_sigma=0.5``, applied to the pooled raw outputs, so saved ones are re-decoded).
 
 NLQ (merging with another model, e.g. a NaQ-trained one): the candidate windows of several
 submissions are pooled per query, sorted by score and cut to the top 5.
@@ -26,7 +28,9 @@ def register(subparsers) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("members", nargs="+", type=Path, help="MQ: run folders; NLQ: submission JSON files")
+    parser.add_argument("members", nargs="+", metavar="MEMBER [KEY=VALUE]",
+                        help="MQ: run folders, then overrides of every member's config as on train "
+                             "(data.root=/moved test.nms_sigma=0.5); NLQ: submission JSON files")
     parser.add_argument("--task", choices=["mq", "nlq"], default="mq")
     parser.add_argument("--out", type=Path, required=True, help="MQ: output folder; NLQ: output JSON file")
     parser.add_argument("--split", default="val", help="MQ: split to predict (val or test)")
@@ -36,11 +40,15 @@ def register(subparsers) -> None:
     parser.add_argument("--nms-sigma", type=float, help="NLQ: Soft-NMS sigma on the pooled windows (default: none)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--no-progress", action="store_true")
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, overrides=[])
 
 
 def run(args: argparse.Namespace) -> int:
+    args.overrides = [*args.overrides, *(m for m in args.members if "=" in m and not Path(m).exists())]
+    args.members = [Path(m) for m in args.members if m not in args.overrides]
     if args.task == "nlq":
+        if args.overrides:
+            raise EgoaslError(f"{args.overrides[0]}: NLQ merging reads submission files; KEY=VALUE overrides are for MQ runs")
         return _merge_nlq(args)
     return _ensemble_mq(args)
 
@@ -48,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
 def _member_raw(run_dir: Path, args, device) -> tuple[dict, list[str]]:
     """A member's raw outputs on the split (saved ones, else computed with its own config)."""
     from egoasl.engine.ensemble import load_raw_metadata, load_raw_outputs, save_raw_outputs
+    from egoasl.engine.run_log import show_progress
     from egoasl.engine.runs import load_run
 
     path = run_dir / "predictions" / f"{args.split}_raw.safetensors"
@@ -56,11 +65,11 @@ def _member_raw(run_dir: Path, args, device) -> tuple[dict, list[str]]:
         if labels:
             print(f"{run_dir}: reusing {path}")
             return load_raw_outputs(path), labels
-    cfg, task, model = load_run(run_dir, args.checkpoint, device)
+    cfg, task, model = load_run(run_dir, args.checkpoint, device, overrides=args.overrides)
     if cfg.data.task != "mq":
         raise EgoaslError(f"{run_dir}: an {cfg.data.task.upper()} run; `egoasl ensemble` mean-pools MQ runs (use --task nlq to merge NLQ submissions)")
     print(f"{run_dir}: predicting {args.split} with its own config")
-    _, raw = task.predict(model, args.split, device, progress=not args.no_progress, keep_raw=True)
+    _, raw = task.predict(model, args.split, device, progress=show_progress(not args.no_progress), keep_raw=True)
     save_raw_outputs(path, raw, metadata={"split": args.split, "labels": task.taxonomy.labels})
     return raw, task.taxonomy.labels
 
@@ -82,7 +91,7 @@ def _ensemble_mq(args) -> int:
     clip_sets = [set(raw) for raw, _ in members]
     if any(s != clip_sets[0] for s in clip_sets):
         raise EgoaslError(f"members predicted different clips of {args.split}; predict every member on the same split")
-    cfg, task, _ = load_run(args.members[0], args.checkpoint)
+    cfg, task, _ = load_run(args.members[0], args.checkpoint, overrides=args.overrides)
     names = [str(m) for m in args.members]
     detections = {}
     for clip_uid in members[0][0]:

@@ -17,10 +17,13 @@ def register(subparsers) -> None:
         description=(
             "With --split: writes <out>/<split>_submission.json (challenge format), the raw outputs for "
             "MQ ensembling (<out>/<split>_raw.safetensors) and, when the split is annotated, <split>_metrics.json. "
-            "With --features: predicts one clip from its feature files (one per config source, in config order)."
+            "With --features: predicts one clip from its feature files (one per config source, in config order). "
+            "KEY=VALUE arguments override the run's config.yaml (a moved data folder, other test settings)."
         ),
     )
     parser.add_argument("run", type=Path, help="run folder of `egoasl train`")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                        help="overrides of the run's config, as on train (data.root=/moved test.nms_sigma=0.5)")
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--split", help="val or test (or train)")
     what.add_argument("--features", nargs="+", type=Path, help="feature files of one clip, one per source")
@@ -47,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     from egoasl.engine.runs import load_run
 
     device = resolve_device(args.device, DistInfo())
-    cfg, task, model = load_run(args.run, args.checkpoint, device)
+    cfg, task, model = load_run(args.run, args.checkpoint, device, overrides=args.overrides)
     if args.split:
         return _predict_split(args, cfg, task, model, device)
     return _predict_features(args, cfg, task, model, device)
@@ -55,10 +58,11 @@ def run(args: argparse.Namespace) -> int:
 
 def _predict_split(args, cfg, task, model, device) -> int:
     from egoasl.engine.ensemble import save_raw_outputs
+    from egoasl.engine.run_log import show_progress
 
     out_dir = args.out or args.run / "predictions"
     keep_raw = cfg.data.task == "mq" and not args.no_raw
-    progress = not args.no_progress
+    progress = show_progress(not args.no_progress)
     if keep_raw:
         result = task.evaluate(model, args.split, device, progress, keep_raw=True)
     else:

@@ -167,7 +167,7 @@ def _train(cfg: Config, task: Task, run_dir: Path, info: distributed.DistInfo, l
 
     amp, amp_reason = resolve_amp(cfg.train.amp, device)
     if info.is_main:
-        print(f"precision: {'float32' if amp == 'none' else amp} ({amp_reason})", flush=True)
+        logger.info(f"precision: {'float32' if amp == 'none' else amp} ({amp_reason})")
     autocast = autocast_context(amp, device)
     loss_module = _LossModule(task, model, device, autocast)
     if info.enabled:
