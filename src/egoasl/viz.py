@@ -1,16 +1,11 @@
-"""Timeline plots of MQ detections and NLQ answer windows (matplotlib, PNG)."""
+"""Timeline plots of MQ detections and NLQ answer windows (matplotlib, the ``plot`` extra; PNG)."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from egoasl.metrics.plots import save_figure  # noqa: E402
+from egoasl.metrics.plots import pyplot, save_figure
 
 
 def plot_timeline(
@@ -36,6 +31,7 @@ def plot_timeline(
     for inst in ground_truth or []:
         gt_by_class[inst["label"]].append(inst)
     classes = ranked + [c for c in gt_by_class if c not in ranked][: max(0, top_classes - len(ranked))]
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(12, 0.7 * max(len(classes), 1) + 1.2))
     cmap = plt.get_cmap("viridis")
     for row, label in enumerate(classes):

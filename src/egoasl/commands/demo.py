@@ -8,6 +8,7 @@ and prints where everything is. Rerunning resumes the training runs.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import shlex
 import time
@@ -83,7 +84,9 @@ def _run_task(task_name: str, args: argparse.Namespace, data_dir: Path) -> str:
     lines = [f"{task_name.upper()} ({summary.seconds:.0f} s, run folder {run_dir}):"]
     lines += [f"  {line}" for line in _headline(task_name, metrics)]
     written = sorted(pred_dir.glob(f"{split}_*.json"))
-    if task_name == "mq":
+    if task_name == "mq" and importlib.util.find_spec("matplotlib") is None:
+        lines.append("  no timeline plot: matplotlib is not installed (pip install 'egoasl[plot]')")
+    elif task_name == "mq":
         written.append(_plot_one_clip(cfg, pred_dir / f"{split}_submission.json", pred_dir / "timeline.png"))
     lines += [f"  {path}" for path in written]
     return "\n".join(lines)

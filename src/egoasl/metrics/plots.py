@@ -1,7 +1,7 @@
 """Diagnostic plots of an MQ evaluation: per-class AP and precision/recall curves (PNG).
 
-matplotlib is imported lazily with the non-interactive Agg backend, so importing the metrics
-never needs a display.
+matplotlib (the ``plot`` extra) is imported lazily with the non-interactive Agg backend, so
+importing the metrics never needs a display, nor matplotlib.
 """
 
 from __future__ import annotations
@@ -10,12 +10,16 @@ from pathlib import Path
 
 import numpy as np
 
+from egoasl.errors import EgoaslError
 from egoasl.metrics.mq import MQResult, format_tiou
 
 
-def _pyplot():
-    import matplotlib
-
+def pyplot():
+    """``matplotlib.pyplot`` on the Agg backend; a clear error naming the ``plot`` extra when missing."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise EgoaslError("plots need matplotlib; install the extra: pip install 'egoasl[plot]'") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -27,7 +31,7 @@ def plot_per_class_ap(result: MQResult, path: str | Path, tiou: float | None = N
 
     The bar label shows the number of ground-truth instances of the class.
     """
-    plt = _pyplot()
+    plt = pyplot()
     if tiou is None:
         values = result.ap.mean(axis=0)
         title = "AP averaged over tIoU " + ", ".join(format_tiou(t) for t in result.tious)
@@ -62,7 +66,7 @@ def save_figure(fig, path: str | Path, dpi: int = 120) -> Path:
 
 def plot_pr_curves(result: MQResult, path: str | Path) -> Path:
     """Pooled precision/recall curves, one per tIoU threshold (see :meth:`MQResult.pr_curve`)."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 5))
     try:
         for t in result.tious:
