@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from test_grounder import C_IN, D_TEXT, LEVEL_LENGTHS, L, T, batch, forward, tiny_cfg
 
 from egoasl.model.fusion import CrossModalLayer, StemTextFusion, TextFusion
 from egoasl.model.grounder import NLQGrounder
-
-from test_grounder import C_IN, D_TEXT, L, LEVEL_LENGTHS, T, batch, forward, tiny_cfg
 
 
 def early_cfg(**model):

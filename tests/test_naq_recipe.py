@@ -8,18 +8,20 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from test_nlq_task import tiny_cfg
 
 from egoasl.cli import main
+from egoasl.commands.demo_naq import FINETUNE as FINETUNE_PRESET
+from egoasl.commands.demo_naq import NAQ_FILE, PRETRAIN, prepare_naq
 from egoasl.config import load_config
 from egoasl.data.datasets import jitter_window
 from egoasl.data.ego4d import load_nlq_annotations
 from egoasl.data.synthetic import generate_synthetic
+from egoasl.data.text_encoders import text_feature_path
 from egoasl.engine.annotations import nlq_queries
 from egoasl.engine.nlq_task import NLQTask
 from egoasl.engine.train import train
 from egoasl.errors import EgoaslError
-
-from test_nlq_task import tiny_cfg
 
 FINETUNE = {"data": {"train_queries": 16},
             "train": {"epochs": 10, "warmup_epochs": 1, "eval_start_epoch": 10, "lr": 0.001}}
@@ -87,3 +89,17 @@ def test_narration_pretraining_then_finetuning_beats_training_from_scratch(tmp_p
     finetuned = train(ft_cfg, NLQTask(ft_cfg), tmp_path / "finetune", progress=False)
     before, after = scratch.last_metrics["R1@0.3"], finetuned.last_metrics["R1@0.3"]
     assert after >= before + 10.0, f"R@1@0.3 from scratch {before:.2f}, pre-trained then fine-tuned {after:.2f}"
+
+
+def test_demo_recipe_prepares_what_its_presets_read(tiny_data, tmp_path):
+    root = tmp_path / "data"
+    shutil.copytree(tiny_data, root)
+    prepare_naq(root)
+    queries = load_nlq_annotations(root / NAQ_FILE).queries
+    assert queries and {q.split for q in queries} == {"train"}
+    for q in queries[:20]:
+        assert torch.load(text_feature_path(root / "features" / "text", *q.key), weights_only=True).shape[1] == 16
+    pretrain, finetune = load_config(PRETRAIN), load_config(FINETUNE_PRESET)
+    assert pretrain.data.train_annotations == [NAQ_FILE] and pretrain.data.window_scale == (4.0, 12.0)
+    assert pretrain.data.train_queries == finetune.data.train_queries == 40 and not finetune.data.train_annotations
+    assert (finetune.train.epochs, finetune.train.lr) == (load_config("demo/nlq").train.epochs, load_config("demo/nlq").train.lr)

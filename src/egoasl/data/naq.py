@@ -99,15 +99,15 @@ class NaQSummary:
 
     def lines(self) -> list[str]:
         """The summary as readable lines."""
-        skipped = (f"{self.skipped_no_text} without text, {self.skipped_unsure} #unsure, "
-                   f"{self.not_in_clips_videos} of videos without a given clip, "
-                   f"{self.outside_clips} with a window in no given clip")
+        skipped = ", ".join([f"{self.skipped_no_text} without text", f"{self.skipped_unsure} #unsure",
+                             f"{self.not_in_clips_videos} of videos without a given clip",
+                             f"{self.outside_clips} with a window in no given clip"])
         rule = f"egoclip (alpha {self.alpha:.3f} s)" if self.rule == "egoclip" else "fixed"
         return [
             f"narrations: {self.narrations} usable; skipped {skipped}; {self.videos_without_pass} videos without a pass",
             f"window rule {rule}: mean window {self.mean_window_sec:.2f} s",
-            f"pairs: {self.pairs} in {self.clips_with_pairs} of {self.clips} clips "
-            f"({', '.join(f'{k}: {v}' for k, v in self.by_pass.items())})",
+            (f"pairs: {self.pairs} in {self.clips_with_pairs} of {self.clips} clips "
+             f"({', '.join(f'{k}: {v}' for k, v in self.by_pass.items())})"),
             f"leakage check: {self.eval_clips} val/test clips given, {self.pairs_from_eval_clips} pairs from them",
         ]
 
@@ -207,7 +207,7 @@ def build_naq(narrations: NarrationFile, clips: list[EMClip], rule: str = "egocl
 
 
 def _frames(video_start: float, video_end: float) -> dict:
-    return {"video_start_frame": int(math.floor(video_start * FPS)), "video_end_frame": int(math.ceil(video_end * FPS))}
+    return {"video_start_frame": math.floor(video_start * FPS), "video_end_frame": math.ceil(video_end * FPS)}
 
 
 def _query_entry(clip: EMClip, n: Narration, start: float, end: float) -> dict:

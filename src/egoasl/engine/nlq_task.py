@@ -33,10 +33,10 @@ from tqdm import tqdm
 
 from egoasl.config import Config
 from egoasl.data.datasets import NLQDataset, collate
-from egoasl.data.features import ClipFeatureLoader
-from egoasl.data.timegrid import TimeGrid
-from egoasl.data.records import NLQQuery
 from egoasl.data.ego4d import load_nlq_annotations
+from egoasl.data.features import ClipFeatureLoader
+from egoasl.data.records import NLQQuery
+from egoasl.data.timegrid import TimeGrid
 from egoasl.engine.annotations import data_path, nlq_queries
 from egoasl.engine.decode import decode_clip, to_seconds
 from egoasl.engine.ensemble import raw_output_of

@@ -54,7 +54,7 @@ def _action_words(label: str) -> str:
 def _narration(rng: np.random.Generator, t: float, text: str) -> dict:
     if rng.random() < _UNSURE_PROB:
         text = text.rsplit(" ", 1)[0] + " #unsure"
-    return {"timestamp_sec": round(t, 4), "timestamp_frame": int(round(t * FPS)), "narration_text": text,
+    return {"timestamp_sec": round(t, 4), "timestamp_frame": round(t * FPS), "narration_text": text,
             "annotation_uid": random_uid(rng)}
 
 
@@ -76,7 +76,7 @@ def narrate_video(world: SyntheticWorld, plan: VideoPlan, rng: np.random.Generat
         narrations = [n for n in narrations if 0.0 <= n["timestamp_sec"] <= plan.duration]
         narrations.sort(key=lambda n: n["timestamp_sec"])
         summary = {"summary_text": "#Summary C handles objects and does chores.", "start_sec": 0.0,
-                   "end_sec": plan.duration, "start_frame": 0, "end_frame": int(round(plan.duration * FPS)),
+                   "end_sec": plan.duration, "start_frame": 0, "end_frame": round(plan.duration * FPS),
                    "annotation_uid": random_uid(rng)}
         entry[pass_name] = {"narrations": narrations, "summaries": [summary]}
     return entry
