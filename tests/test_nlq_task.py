@@ -181,8 +181,10 @@ def test_padding_a_batch_to_its_longest_clip_predicts_as_padding_to_max_seq_len(
             assert w.score == pytest.approx(v.score, abs=1e-4)
 
 
-def test_unmasked_channel_attention_keeps_padding_to_max_seq_len(tiny_root):
-    cfg = tiny_cfg(tiny_root, model={"channel_attention": True, "masked_channel_attention": False})
+@pytest.mark.parametrize("model", [{"channel_attention": True, "masked_channel_attention": False},
+                                   {"mask_conv_inputs": False}, {"masked_skip_pool": False}])
+def test_models_that_read_the_padding_keep_padding_to_max_seq_len(tiny_root, model):
+    cfg = tiny_cfg(tiny_root, model=model)
     task = NLQTask(cfg)
     dataset = task.dataset("val", training=False)
     assert task.collate([dataset[0]])["feats"].shape[-1] == cfg.data.max_seq_len

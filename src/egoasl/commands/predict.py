@@ -57,10 +57,19 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _predict_split(args, cfg, task, model, device) -> int:
+    from egoasl.engine.run_lock import run_lock
+
+    out_dir = args.out or args.run / "predictions"
+    if out_dir.resolve().is_relative_to(args.run.resolve()):  # writing into the run: not while a training holds it
+        with run_lock(args.run, f"egoasl predict --split {args.split}"):
+            return _write_split(args, cfg, task, model, device, out_dir)
+    return _write_split(args, cfg, task, model, device, out_dir)
+
+
+def _write_split(args, cfg, task, model, device, out_dir: Path) -> int:
     from egoasl.engine.ensemble import save_raw_outputs
     from egoasl.engine.run_log import show_progress
 
-    out_dir = args.out or args.run / "predictions"
     keep_raw = cfg.data.task == "mq" and not args.no_raw
     progress = show_progress(not args.no_progress)
     if keep_raw:

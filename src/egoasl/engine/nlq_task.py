@@ -4,8 +4,10 @@ One item is one query with its clip's features (native rate) and its token featu
 (``data.text_features``). A batch is zero-padded to its longest clip rounded up to the
 pyramid's multiple ``2**(num_levels-1)``, which gives the same outputs as padding to
 ``data.max_seq_len`` (every layer masks the padding) in less time; only a model whose channel
-attention reads the padding (``channel_attention`` without ``masked_channel_attention``) or
-with the MQ rel-pos layer is padded to ``data.max_seq_len``, as its function depends on it.
+attention reads the padding (``channel_attention`` without ``masked_channel_attention``), whose
+convolutions or skip pooling read it (``mask_conv_inputs`` or ``masked_skip_pool`` off, the
+release's behaviour) or with the MQ rel-pos layer is padded to ``data.max_seq_len``, as its
+function depends on it.
 
 Training queries are those of ``data.train_splits`` (a seeded random ``data.train_queries`` of
 them when set: the few-label setting) plus every query of the ``data.train_annotations`` files
@@ -80,7 +82,8 @@ class NLQTask:
 
     def collate(self, items: list[dict]) -> dict:
         m = self.cfg.model
-        if (m.channel_attention and not m.masked_channel_attention) or m.rel_global_layer:
+        reads_padding = (m.channel_attention and not m.masked_channel_attention) or m.rel_global_layer
+        if reads_padding or not (m.mask_conv_inputs and m.masked_skip_pool):
             return collate(items, pad_to=self.cfg.data.max_seq_len)
         return collate(items, multiple=2 ** (m.num_levels - 1))
 

@@ -18,6 +18,7 @@ resumed run takes exactly the same steps as an uninterrupted one.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -39,6 +40,7 @@ from egoasl.engine.host_memory import keep_freed_heap_memory
 from egoasl.engine.metrics_log import MetricsLog
 from egoasl.engine.precision import autocast_context, resolve_amp
 from egoasl.engine.run_folder import config_changes, find_resume_checkpoint, prepare_run_folder
+from egoasl.engine.run_lock import run_lock
 from egoasl.engine.run_log import epoch_line, peak_memory_gib, run_logging, show_progress
 from egoasl.engine.schedule import lr_at, set_lr
 from egoasl.engine.task import EvalResult, Task
@@ -104,7 +106,8 @@ def train(
     config's differences from the preset. Progress bars are drawn only on a terminal.
     """
     info = distributed.from_environment()
-    with run_logging(Path(run_dir), info.is_main) as logger, deterministic_mode(cfg.train.deterministic):
+    lock = run_lock(run_dir, f"egoasl train, {cfg.name}") if info.is_main else contextlib.nullcontext()
+    with lock, run_logging(Path(run_dir), info.is_main) as logger, deterministic_mode(cfg.train.deterministic):
         return _train(cfg, task, Path(run_dir), info, logger, overfit_batch=overfit_batch, progress=progress,
                       stop_after_epochs=stop_after_epochs, resume_from=resume_from, command=command,
                       reference=reference)

@@ -8,11 +8,21 @@ atomically:
 * ``<name>.state.pt``: optimizer state, epoch/step counters and the best metric so far.
   It holds only tensors and plain containers, and is read with
   ``torch.load(weights_only=True)``: nothing a user downloads is ever unpickled freely.
+
+The two files of one checkpoint share a random id (``state_id`` in the weights' metadata,
+``checkpoint_id`` in the state), and a save is ordered so that a crash at any moment leaves
+a matching pair: the new state is first written in full to ``<name>.state.pt.pending``, then
+the weights replace the old ones, then the pending state replaces the old state. A process
+killed between the last two steps leaves new weights, the old state and the complete pending
+state; :func:`load_checkpoint` then reads the pending one. A failed write (a full disk)
+leaves the previous checkpoint as it was and raises an :class:`EgoaslError` saying so.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,16 +54,36 @@ def state_path(ckpt_dir: Path, name: str) -> Path:
     return Path(ckpt_dir) / f"{name}.state.pt"
 
 
+def pending_state_path(ckpt_dir: Path, name: str) -> Path:
+    return Path(ckpt_dir) / f"{name}.state.pt.pending"
+
+
 def save_checkpoint(ckpt_dir: Path, name: str, checkpoint: Checkpoint) -> Path:
-    """Write ``<name>.safetensors`` (and ``<name>.state.pt`` when ``checkpoint.state``)."""
+    """Write ``<name>.safetensors`` (and ``<name>.state.pt`` when ``checkpoint.state``), crash-safely.
+
+    Raises:
+        EgoaslError: a write failed (e.g. no space left on the device); the previous checkpoint
+            ``<name>`` is intact.
+    """
     tensors = {f"model.{k}": v.detach().contiguous().cpu() for k, v in checkpoint.model.items()}
     if checkpoint.ema is not None:
         tensors.update({f"ema.{k}": v.detach().contiguous().cpu() for k, v in checkpoint.ema.items()})
     metadata = {"egoasl": json.dumps(checkpoint.meta)}
     path = weights_path(ckpt_dir, name)
-    if checkpoint.state is not None:
-        write_atomic(state_path(ckpt_dir, name), lambda tmp: torch.save(checkpoint.state, tmp))
-    write_atomic(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+    pending = pending_state_path(ckpt_dir, name)
+    try:
+        if checkpoint.state is not None:
+            metadata["state_id"] = secrets.token_hex(8)
+            state = {**checkpoint.state, "checkpoint_id": metadata["state_id"]}
+            write_atomic(pending, lambda tmp: torch.save(state, tmp))
+        write_atomic(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+        if checkpoint.state is not None:
+            os.replace(pending, state_path(ckpt_dir, name))
+    except OSError as exc:
+        raise EgoaslError(
+            f"{path}: could not write checkpoint {name!r} ({exc.strerror or exc}); the previous {name!r} "
+            "checkpoint, if any, is intact"
+        ) from None
     return path
 
 
@@ -78,9 +108,27 @@ def load_checkpoint(path: str | Path, with_state: bool = False) -> Checkpoint:
         raise DataError(path, "metadata.egoasl", "a JSON object", got=type(meta).__name__)
     state = None
     if with_state:
-        spath = path.with_name(path.name[: -len(".safetensors")] + ".state.pt")
-        state = load_training_state(spath)
+        name = path.name[: -len(".safetensors")]
+        state = _matching_state(path.parent, name, metadata.get("state_id"))
     return Checkpoint(model=model, ema=ema, meta=meta, state=state)
+
+
+def _matching_state(ckpt_dir: Path, name: str, state_id: str | None) -> dict:
+    """The training state saved with the weights whose metadata holds ``state_id`` (see the module doc)."""
+    spath = state_path(ckpt_dir, name)
+    pending = pending_state_path(ckpt_dir, name)
+    if state_id is None:  # written before the ids existed
+        return load_training_state(spath)
+    candidates = [candidate for candidate in (spath, pending) if candidate.is_file()]
+    if not candidates:
+        return load_training_state(spath)  # raises: not found
+    for candidate in candidates:
+        state = load_training_state(candidate)
+        if state.get("checkpoint_id") == state_id:
+            del state["checkpoint_id"]
+            return state
+    raise EgoaslError(f"{spath}: the training state does not belong to the weights {name}.safetensors next to it "
+                      "(the checkpoint was copied from different saves)")
 
 
 def load_training_state(path: Path) -> dict:
