@@ -75,7 +75,7 @@ def epoch_line(epoch: int, epochs: int, losses: dict[str, float], steps: int, se
         parts[0] += f" ({', '.join(terms)})"
     text = f"epoch {epoch}/{epochs}: {parts[0]}"
     if metrics is not None:
-        scalars = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+        scalars = {k: v for k, v in metrics.items() if isinstance(v, float)}  # scores, not the integer counts
         shown = [f"{main_metric} {scalars.pop(main_metric):.2f}"] if main_metric in scalars else []
         shown += [f"{k} {v:.2f}" for k, v in scalars.items()]
         text += f" | {split} " + ", ".join(shown)

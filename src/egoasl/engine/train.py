@@ -296,6 +296,9 @@ def _train(cfg: Config, task: Task, run_dir: Path, info: distributed.DistInfo, l
         distributed.barrier(info)
     log.close()
     distributed.teardown(info)
+    if info.is_main:
+        best_text = f"best {task.main_metric} {best:.2f} at epoch {best_epoch}" if best is not None else "no evaluation"
+        logger.info(f"finished: {epochs_run} epochs in {time.time() - started:.0f} s, {step} steps in all; {best_text}")
     return TrainSummary(run_dir, epochs_run, step, best, best_epoch, last_metrics, time.time() - started)
 
 
