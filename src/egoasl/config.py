@@ -38,6 +38,7 @@ class SourceConfig:
     fps: float = 0.0
     stride: float = 0.0
     window: float = 0.0
+    prefix: str = ""  # file names are <prefix><uid>.pt|.npy (ActivityNet features are often "v_" + video id)
 
     def validate(self, path: str) -> None:
         if self.dim <= 0 or self.proj_dim <= 0:
@@ -81,12 +82,6 @@ class DataConfig:
     train_queries: int = 0  # NLQ: keep this many random training queries of train_splits (0: all; few-label runs)
     window_scale: tuple[float, float] = (1.0, 1.0)  # NLQ training: window length x U(low, high) (NaQ jittering)
     window_shift: float = 0.0  # NLQ training: window centre moved by U(-s, s) x its length
-    # NLQ narration pre-training (NaQ): extra NLQ-format files (e.g. `egoasl naq build` output, relative to
-    # root) whose queries join the training set; their token features live under text_features too
-    train_annotations: list[str] = field(default_factory=list)
-    train_queries: int = 0  # NLQ: keep this many random training queries of train_splits (0: all; few-label runs)
-    window_scale: tuple[float, float] = (1.0, 1.0)  # NLQ training: window length x U(low, high) (NaQ jittering)
-    window_shift: float = 0.0  # NLQ training: window centre moved by U(-s, s) x its length
 
     def validate(self, path: str) -> None:
         lo, hi = self.crop_ratio
@@ -95,10 +90,6 @@ class DataConfig:
         names = [s.name for s in self.sources]
         if len(set(names)) != len(names):
             raise EgoaslError(f"config key {path}.sources: source names must be unique, got {names}")
-        if not 0 < self.window_scale[0] <= self.window_scale[1]:
-            raise EgoaslError(f"config key {path}.window_scale: expected 0 < low <= high, got {list(self.window_scale)}")
-        if self.window_shift < 0 or self.train_queries < 0:
-            raise EgoaslError(f"config key {path}.window_shift and train_queries: expected numbers >= 0")
         if not 0 < self.window_scale[0] <= self.window_scale[1]:
             raise EgoaslError(f"config key {path}.window_scale: expected 0 < low <= high, got {list(self.window_scale)}")
         if self.window_shift < 0 or self.train_queries < 0:
@@ -146,9 +137,6 @@ class ModelConfig:
     # NLQ only
     text_layers: int = 5
     fusion_layers: int = 2
-    # late: text fused into every pyramid level (shared layers); early: into every stem block, before any
-    # downsampling (GroundNLQ/OSGNet), so the whole pyramid is query-aware but the video is encoded per query
-    fusion: Literal["late", "early"] = "late"
     # late: text fused into every pyramid level (shared layers); early: into every stem block, before any
     # downsampling (GroundNLQ/OSGNet), so the whole pyramid is query-aware but the video is encoded per query
     fusion: Literal["late", "early"] = "late"
@@ -221,7 +209,7 @@ class TrainConfig:
     eval_start_epoch: int = 5  # evaluate on val from this epoch (1-based); -1 disables
     eval_every: int = 1
     init_from: str = ""  # weights to start from (e.g. a NaQ pre-trained run's checkpoint)
-    threads: int = 0  # torch CPU threads; 0 keeps the default
+    threads: int = 0  # torch CPU threads; 0: one for models under 5M parameters, else the default (engine/cpu_threads.py)
     accum_steps: int = 1  # micro-batches of batch_size per optimiser step (engine/accumulation.py)
     deterministic: bool = False  # deterministic kernels, slower on GPU (engine/determinism.py)
     wandb: bool = False  # mirror the logged scalars to Weights & Biases (extra: egoasl[wandb])

@@ -36,6 +36,7 @@ from egoasl.engine import distributed
 from egoasl.engine.accumulation import GradientAccumulation
 from egoasl.engine.determinism import deterministic_mode
 from egoasl.engine.ema import ModelEMA
+from egoasl.engine.cpu_threads import apply_threads
 from egoasl.engine.host_memory import keep_freed_heap_memory
 from egoasl.engine.metrics_log import MetricsLog
 from egoasl.engine.precision import autocast_context, resolve_amp
@@ -121,8 +122,6 @@ def _train(cfg: Config, task: Task, run_dir: Path, info: distributed.DistInfo, l
     distributed.init(info, device)
     if device.type == "cpu":
         keep_freed_heap_memory()  # no page faults on re-allocated activations (engine.host_memory)
-    if cfg.train.threads > 0:
-        torch.set_num_threads(cfg.train.threads)
     progress = show_progress(progress) and info.is_main
     if info.is_main:
         _log_start(logger, cfg, run_dir, command, reference, device, info)
@@ -145,6 +144,9 @@ def _train(cfg: Config, task: Task, run_dir: Path, info: distributed.DistInfo, l
 
     torch.manual_seed(cfg.train.seed)
     model = task.build_model().to(device)
+    threads_line = apply_threads(cfg.train.threads, model, device)
+    if info.is_main and device.type == "cpu":
+        logger.info(threads_line)
     if cfg.train.init_from:
         init = load_checkpoint(cfg.train.init_from)
         missing, unexpected = model.load_state_dict(init.inference_weights(), strict=False)
