@@ -186,3 +186,22 @@ def test_synth_anet_trains_with_its_tiou_list_and_writes_activitynet_results(tmp
     assert main(["eval", "mq", "--annotations", str(root / "annotations" / "anet.json"), "--predictions",
                  str(run / "predictions" / "val_results.json"), "--tiou", "0.3", "0.5", "0.7", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["average_mAP"] == pytest.approx(metrics["average_mAP"])
+
+
+def test_feature_file_prefix(tmp_path, capsys):
+    from egoasl.data.features import ClipFeatureLoader
+    from egoasl.data.mq_formats import load_mq_file
+
+    root = tmp_path / "data"
+    assert main(["synth", "--format", "anet", "--scale", "tiny", "--out", str(root)]) == 0
+    for path in (root / "features").glob("*.npy"):
+        path.rename(path.with_name("v_" + path.name))  # ActivityNet features: v_<video id>.npy
+    source = "{name: f, dir: '.', dim: 12, proj_dim: 16, layout: video, fps: 30, stride: 16, window: 16%s}"
+    common = ["tal/anet_style", f"data.root={root}", "data.annotations=annotations/anet.json", "model.num_classes=6"]
+    capsys.readouterr()
+    assert main(["data", "check", "--no-progress", "--config", *common, f"data.sources=[{source % ''}]"]) == 1
+    assert ".pt or .npy); no such file" in capsys.readouterr().out
+    assert main(["data", "check", "--no-progress", "--config", *common, f"data.sources=[{source % ', prefix: v_'}]"]) == 0
+    cfg = load_config("tal/anet_style", [*common[1:], f"data.sources=[{source % ', prefix: v_'}]"])
+    clip = next(iter(load_mq_file(root / "annotations" / "anet.json").clips.values()))
+    assert ClipFeatureLoader(cfg.data, root).load_clip(clip).feats.shape == (12, 192)

@@ -39,12 +39,14 @@ SKIPPED_FOLDERS = ("text",)  # NLQ query features live next to the video sources
 @dataclass(frozen=True)
 class FeatureSource:
     """One feature folder to check. ``dim``/``layout`` None: taken from the files themselves.
-    ``timing``: the rows' stated timing (ActivityNet-style sources), checked against each clip."""
+    ``timing``: the rows' stated timing (ActivityNet-style sources), checked against each clip;
+    ``prefix``: file names are ``<prefix><uid>``."""
 
     name: str
     dim: int | None = None
     layout: str | None = None
     timing: FeatureTiming | None = None
+    prefix: str = ""
 
 
 @dataclass(frozen=True)
@@ -306,12 +308,12 @@ def check_features(
             problems.append(f"{folder}: expected the folder of feature source {source.name!r}, no such folder")
             continue
         files = _feature_files(folder)
-        layout = source.layout or _detect_layout(files, clips)
+        layout = source.layout or _detect_layout(files, clips, source.prefix)
         if layout is None:
             problems.append(f"{folder}: expected feature files named <clip_uid> or <video_uid> (.pt or .npy) "
                             f"for the {len(clips)} clips of the annotations, found none")
             continue
-        stems = _needed_stems(clips, layout)
+        stems = _needed_stems(clips, layout, source.prefix)
         dim = source.dim
         if dim is None:
             first = next((files[stem] for stem in sorted(stems) if stem in files), None)
@@ -338,18 +340,18 @@ def _feature_files(folder: Path) -> dict[str, Path]:
     return files
 
 
-def _detect_layout(files: dict[str, Path], clips: Sequence[ClipSpan]) -> str | None:
-    if any(clip.clip_uid in files for clip in clips):
+def _detect_layout(files: dict[str, Path], clips: Sequence[ClipSpan], prefix: str = "") -> str | None:
+    if any(prefix + clip.clip_uid in files for clip in clips):
         return "clip"
-    if any(clip.video_uid in files for clip in clips):
+    if any(prefix + clip.video_uid in files for clip in clips):
         return "video"
     return None
 
 
-def _needed_stems(clips: Sequence[ClipSpan], layout: str) -> dict[str, list[ClipSpan]]:
+def _needed_stems(clips: Sequence[ClipSpan], layout: str, prefix: str = "") -> dict[str, list[ClipSpan]]:
     stems: dict[str, list[ClipSpan]] = defaultdict(list)
     for clip in clips:
-        stems[clip.video_uid if layout == "video" else clip.clip_uid].append(clip)
+        stems[prefix + (clip.video_uid if layout == "video" else clip.clip_uid)].append(clip)
     return stems
 
 
@@ -460,7 +462,7 @@ def check_config(cfg: Config, progress: bool = False) -> CheckReport:
     root = Path(data.root or ".")
     annotations = Path(data.annotations)
     annotations = annotations if annotations.is_absolute() else root / annotations
-    sources = [FeatureSource(s.dir or s.name, s.dim, s.layout, source_timing(s) if s.fps > 0 else None)
+    sources = [FeatureSource(s.dir or s.name, s.dim, s.layout, source_timing(s) if s.fps > 0 else None, s.prefix)
                for s in data.sources]
     report = run_data_check([annotations], root / data.features, sources or None, data.task, progress, data.format)
     if data.task == "mq":

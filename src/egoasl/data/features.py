@@ -334,7 +334,7 @@ class ClipFeatureLoader:
     def _load_source(self, source: SourceConfig, clip_uid: str, video_uid: str, start: float, end: float
                      ) -> tuple[torch.Tensor, float]:
         """One source's ``[M, D]`` rows for the clip and the clip time of its first row's centre."""
-        stem = video_uid if source.layout == "video" else clip_uid
+        stem = source.prefix + (video_uid if source.layout == "video" else clip_uid)
         path = self._find_file(self.source_dir(source), stem, source)
         return clip_rows(source, load_feature_file(path, expected_dim=source.dim), start, end, path)
 
@@ -361,6 +361,7 @@ class ClipFeatureLoader:
             "features": str(self.cfg.features),
             "sources": [[s.name, s.dir or s.name, s.layout, float(s.rate), int(s.dim)]
                         + ([float(s.fps), float(s.stride), float(s.window)] if s.fps > 0 else [])
+                        + ([s.prefix] if s.prefix else [])
                         for s in self.cfg.sources],
             "max_seq_len": int(self.cfg.max_seq_len),
             "resize": bool(self.cfg.resize),
