@@ -23,6 +23,7 @@ the learnt per-class Gaussians (std across classes of mu/sigma) is reported for 
 
     python bench/bench_accuracy.py                                  # everything, 3 seeds; appends to RESULTS.md
     python bench/bench_accuracy.py --systems asl,no_asl --resize area --seeds 0
+    python bench/bench_accuracy.py --jobs 14          # 14 trainings at a time (one thread each) on a 16-core machine
 """
 
 from __future__ import annotations
@@ -32,8 +33,10 @@ import datetime
 import json
 import os
 import statistics
+import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from common import cpu_model
@@ -60,8 +63,8 @@ def train_egoasl(data: Path, work: Path, overrides: list[str], seed: int, thread
     from egoasl.model.sensitivity import gaussian_spread
 
     torch.set_num_threads(threads)
-    cfg = load_config("demo/mq", [f"data.root={data}", f"train.seed={seed}", "train.eval_start_epoch=40",
-                                  *overrides])
+    cfg = load_config("demo/mq", [f"data.root={data}", f"train.seed={seed}", f"train.threads={threads}", *overrides])
+    cfg.train.eval_start_epoch = cfg.train.epochs  # one evaluation, after the last epoch
     task = build_task(cfg, work)
     tic = time.perf_counter()
     summary = train(cfg, task, work, progress=False)
@@ -87,8 +90,8 @@ def make_data(root: Path, seed: int, classes: int, difficulty: str, videos: int,
 
 
 def run_one(system: str, extra: dict[str, list[str]], data: Path, work: Path, resize: str, seed: int, classes: int,
-            threads: int, peer: str | None) -> dict:
-    overrides = [f"data.resize_mode={resize}", f"model.num_classes={classes}"]
+            threads: int, peer: str | None, epochs: int) -> dict:
+    overrides = [f"data.resize_mode={resize}", f"model.num_classes={classes}", f"train.epochs={epochs}"]
     if system == "actionformer":
         sys.path.insert(0, str(HERE / "peer"))
         from actionformer_harness import run_actionformer
@@ -120,7 +123,17 @@ def main() -> None:
     parser.add_argument("--peer", default=os.environ.get("ACTIONFORMER_DIR"), help="ActionFormer checkout")
     parser.add_argument("--work", type=Path, default=Path("runs/bench_accuracy"))
     parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument("--epochs", type=int, default=40, help="training epochs (demo/mq: 40)")
+    parser.add_argument("--jobs", type=int, default=1, help="trainings run at the same time, each in its own process")
+    parser.add_argument("--child", help=argparse.SUPPRESS)  # JSON of one run, in a child process
     args = parser.parse_args()
+    if args.child:
+        job = json.loads(args.child)
+        result = run_one(job["system"], {job["system"]: job["extra"]} if job["extra"] is not None else {},
+                         Path(job["data"]), Path(job["work"]), job["resize"], job["seed"], job["classes"],
+                         job["threads"], job["peer"], job["epochs"])
+        print(json.dumps(result))
+        return
 
     extra = {}
     for item in args.extra:
@@ -134,15 +147,29 @@ def main() -> None:
     resizes = args.resize.split(",")
     load_before = os.getloadavg()[0]
     started = time.perf_counter()
-    results: dict[tuple[str, str], list[dict]] = {}
+    jobs = []
     for seed in seeds:
         data = make_data(args.work, seed, args.classes, args.difficulty, args.videos, args.clip_seconds)
         for system in systems:
             for resize in resizes:
-                work = args.work / f"{system}_{resize}_s{seed}"
-                result = run_one(system, extra, data, work, resize, seed, args.classes, args.threads, args.peer)
-                results.setdefault((system, resize), []).append(result)
-                print(json.dumps({"system": system, "resize": resize, "seed": seed, **result}), flush=True)
+                jobs.append({"system": system, "extra": extra.get(system), "data": str(data), "resize": resize,
+                             "seed": seed, "work": str(args.work / f"{system}_{resize}_s{seed}"),
+                             "classes": args.classes, "threads": args.threads, "peer": args.peer,
+                             "epochs": args.epochs})
+
+    def launch(job: dict) -> dict:
+        proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(job)], capture_output=True, text=True,
+                              env={**os.environ, "OMP_NUM_THREADS": str(args.threads)})
+        if proc.returncode != 0:
+            raise RuntimeError(f"{job['system']} {job['resize']} seed {job['seed']} failed:\n{proc.stderr[-3000:]}")
+        result = json.loads(proc.stdout.strip().splitlines()[-1])
+        print(json.dumps({"system": job["system"], "resize": job["resize"], "seed": job["seed"], **result}), flush=True)
+        return result
+
+    results: dict[tuple[str, str], list[dict]] = {}
+    with ThreadPoolExecutor(max(1, args.jobs)) as pool:
+        for job, result in zip(jobs, pool.map(launch, jobs)):
+            results.setdefault((job["system"], job["resize"]), []).append(result)
     rows = []
     for (system, resize), runs in results.items():
         spread = ""
@@ -158,10 +185,10 @@ def main() -> None:
     section = f"""
 ## Accuracy at demo size, {args.difficulty} synthetic data, {len(seeds)} seed(s) (`bench/bench_accuracy.py`), {now}
 
-- machine: {os.cpu_count()} CPUs, {cpu_model()}; {args.threads} torch thread(s) per training; 1-min load {load_before:.2f} before, {os.getloadavg()[0]:.2f} after; {time.perf_counter() - started:.0f} s in all
-- command: `python bench/bench_accuracy.py --systems {args.systems} --resize {args.resize} --seeds {args.seeds} --classes {args.classes} --difficulty {args.difficulty} --videos {args.videos} --clip-seconds {args.clip_seconds:g}{''.join(f' --extra {e}' for e in args.extra)}`
+- machine: {os.cpu_count()} CPUs, {cpu_model()}; {args.threads} torch thread(s) per training, {args.jobs} training(s) at a time; 1-min load {load_before:.2f} before, {os.getloadavg()[0]:.2f} after; {time.perf_counter() - started:.0f} s in all
+- command: `python bench/bench_accuracy.py --systems {args.systems} --resize {args.resize} --seeds {args.seeds} --classes {args.classes} --difficulty {args.difficulty} --epochs {args.epochs} --jobs {args.jobs} --videos {args.videos} --clip-seconds {args.clip_seconds:g}{''.join(f' --extra {e}' for e in args.extra)}`
 - data: `egoasl synth --scale demo --difficulty {args.difficulty} --classes {args.classes} --videos {args.videos} --clip-seconds {args.clip_seconds:g} {args.clip_seconds:g} --seed S` for each seed S; val split; training seed S
-- budget: `demo/mq` (width 64, 6 levels, 256 cells, 40 epochs, batch 4, lr 1e-3, EMA 0.99) for every system
+- budget: `demo/mq` (width 64, 6 levels, 256 cells, {args.epochs} epochs, batch 4, lr 1e-3, EMA 0.99) for every system
 - Gaussian spread = std across classes of the learnt mu_cls / sigma_cls / mu_loc_start (0 = every class alike), mean over seeds
 
 | system | input resize | avg mAP (mean ± std) | R@1x@0.5 | Gaussian spread | overrides |
