@@ -160,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resize", choices=RESIZE_MODES, default="area",
                         help="egoasl's data.resize_mode for the input (default area)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--work", default=None, help="work folder (default: WORK next to --data, per resize/seed)")
+    parser.add_argument("--work", default=None,
+                        help="work folder (default: DATA.actionformer_<resize>_seed<seed> beside --data)")
     parser.add_argument("--config", default="demo/mq", help="egoasl config giving input, size and budget")
     parser.add_argument("--set", dest="peer_overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override the peer config, e.g. --set model.n_mha_win_size=-1 (repeatable)")
@@ -168,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="overrides of the egoasl config")
     args = parser.parse_args(argv)
-    work = args.work or str(Path(args.data).resolve().parent / f"actionformer_{args.resize}_seed{args.seed}")
+    data = Path(args.data).resolve()
+    work = args.work or str(data.parent / f"{data.name}.actionformer_{args.resize}_seed{args.seed}")
     try:
         result = run_actionformer(args.data, args.resize, args.seed, work, peer_dir=args.peer, config=args.config,
                                   config_overrides=args.overrides, peer_overrides=args.peer_overrides,
