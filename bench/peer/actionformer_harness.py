@@ -80,7 +80,10 @@ def _resolve_peer(peer_dir: str | Path | None) -> Path:
         peer_dir = os.environ.get(DEFAULT_PEER_ENV)
         if not peer_dir:
             raise EgoaslError(f"no ActionFormer checkout: pass --peer or set {DEFAULT_PEER_ENV} (bench/peer/README.md)")
-    return Path(peer_dir).resolve()
+    peer = Path(peer_dir).resolve()
+    if not (peer / "libs" / "core" / "config.py").is_file():
+        raise EgoaslError(f"--peer {peer}: not an ActionFormer checkout (no libs/core/config.py); see bench/peer/README.md")
+    return peer
 
 
 def run_actionformer(
