@@ -18,7 +18,9 @@ Systems (egoasl overrides on top of ``demo/mq``):
 - ``actionformer``: ActionFormer's reference code through ``bench/peer/actionformer_harness.py``
   (needs the peer checkout: ``--peer DIR`` or ``$ACTIONFORMER_DIR``; see ``bench/peer/README.md``).
 
-Extra systems are ``NAME=KEY=VALUE,KEY=VALUE`` on the command line (``--extra``). The spread of
+Extra systems are ``NAME=KEY=VALUE,KEY=VALUE`` on the command line (``--extra``). A system
+written ``NAME@MODE`` runs with input resize ``MODE`` only (``asl@linear``), whatever ``--resize``
+says. A run that fails is reported as failed and the others go on. The spread of
 the learnt per-class Gaussians (std across classes of mu/sigma) is reported for ASL systems.
 
     python bench/bench_accuracy.py                                  # everything, 3 seeds; appends to RESULTS.md
@@ -140,7 +142,7 @@ def main() -> None:
         name, _, overrides = item.partition("=")
         extra[name] = [x for x in overrides.split(",") if x]
     systems = [s for s in args.systems.split(",") if s]
-    unknown = [s for s in systems if s not in SYSTEMS and s not in extra]
+    unknown = [s for s in systems if s.partition("@")[0] not in SYSTEMS and s.partition("@")[0] not in extra]
     if unknown:
         parser.error(f"unknown systems {unknown}; known: {', '.join(SYSTEMS)} (or give --extra NAME=...)")
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -150,26 +152,33 @@ def main() -> None:
     jobs = []
     for seed in seeds:
         data = make_data(args.work, seed, args.classes, args.difficulty, args.videos, args.clip_seconds)
-        for system in systems:
-            for resize in resizes:
+        for entry in systems:
+            system, _, only = entry.partition("@")
+            for resize in [only] if only else resizes:
                 jobs.append({"system": system, "extra": extra.get(system), "data": str(data), "resize": resize,
                              "seed": seed, "work": str(args.work / f"{system}_{resize}_s{seed}"),
                              "classes": args.classes, "threads": args.threads, "peer": args.peer,
                              "epochs": args.epochs})
 
-    def launch(job: dict) -> dict:
+    def launch(job: dict) -> dict | None:
         proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(job)], capture_output=True, text=True,
                               env={**os.environ, "OMP_NUM_THREADS": str(args.threads)})
+        name = f"{job['system']} {job['resize']} seed {job['seed']}"
         if proc.returncode != 0:
-            raise RuntimeError(f"{job['system']} {job['resize']} seed {job['seed']} failed:\n{proc.stderr[-3000:]}")
+            print(f"FAILED {name}:\n{proc.stderr[-2000:]}", flush=True)
+            return None
         result = json.loads(proc.stdout.strip().splitlines()[-1])
         print(json.dumps({"system": job["system"], "resize": job["resize"], "seed": job["seed"], **result}), flush=True)
         return result
 
     results: dict[tuple[str, str], list[dict]] = {}
+    failed = []
     with ThreadPoolExecutor(max(1, args.jobs)) as pool:
         for job, result in zip(jobs, pool.map(launch, jobs)):
-            results.setdefault((job["system"], job["resize"]), []).append(result)
+            if result is None:
+                failed.append(f"{job['system']}@{job['resize']} seed {job['seed']}")
+            else:
+                results.setdefault((job["system"], job["resize"]), []).append(result)
     rows = []
     for (system, resize), runs in results.items():
         spread = ""
@@ -179,7 +188,7 @@ def main() -> None:
             mu_loc = [r["spread"]["mu_loc_start_std"] for r in runs]
             spread = f"{statistics.mean(mu):.3f} / {statistics.mean(sigma):.3f} / {statistics.mean(mu_loc):.3f}"
         overrides = " ".join(extra.get(system, SYSTEMS.get(system) or [])) or ("peer" if system == "actionformer" else "-")
-        rows.append(f"| {system} | {resize} | {mean_std([r['avg_map'] for r in runs])} | "
+        rows.append(f"| {system} | {resize} | {len(runs)} | {mean_std([r['avg_map'] for r in runs])} | "
                     f"{mean_std([r['r1x_05'] for r in runs])} | {spread or '-'} | `{overrides}` |")
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     section = f"""
@@ -191,10 +200,12 @@ def main() -> None:
 - budget: `demo/mq` (width 64, 6 levels, 256 cells, {args.epochs} epochs, batch 4, lr 1e-3, EMA 0.99) for every system
 - Gaussian spread = std across classes of the learnt mu_cls / sigma_cls / mu_loc_start (0 = every class alike), mean over seeds
 
-| system | input resize | avg mAP (mean ± std) | R@1x@0.5 | Gaussian spread | overrides |
-|---|---|---:|---:|---:|---|
+| system | input resize | seeds | avg mAP (mean ± std) | R@1x@0.5 | Gaussian spread | overrides |
+|---|---|---:|---:|---:|---:|---|
 {chr(10).join(rows)}
 """
+    if failed:
+        section += f"\nFailed runs (left out above): {', '.join(failed)}\n"
     with open(args.results, "a", encoding="utf-8") as f:
         f.write(section)
     print(section)
