@@ -248,10 +248,23 @@ class Config:
 
 
 def load_config(name: str | Path, overrides: list[str] | None = None) -> Config:
-    """Load a YAML config or preset, apply dotted overrides and validate it."""
-    tree = load_yaml_tree(resolve_config_path(name))
-    tree = apply_overrides(tree, overrides or [], Config)
-    return build(Config, tree)
+    """Load a YAML config or preset, apply dotted overrides and validate it.
+
+    An error of the file's own keys names the file; an error an override brings in names only the key.
+    """
+    path = resolve_config_path(name)
+    tree = load_yaml_tree(path)
+    merged = apply_overrides(tree, overrides or [], Config)
+    try:
+        return build(Config, merged)
+    except EgoaslError as exc:
+        if overrides:  # the file's own error, if it has one; else the overrides'
+            try:
+                build(Config, tree)
+            except EgoaslError as own:
+                raise EgoaslError(f"{path}: {own}") from None
+            raise
+        raise EgoaslError(f"{path}: {exc}") from None
 
 
 def config_from_dict(tree: dict) -> Config:

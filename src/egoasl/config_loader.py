@@ -71,7 +71,11 @@ def load_yaml_tree(path: Path, _seen: tuple[Path, ...] = ()) -> dict:
         return data
     if not isinstance(base, str) or not base:
         raise EgoaslError(f"{path}: config key base: expected a config file or preset name, got {shown(base)}")
-    parent = load_yaml_tree(resolve_config_path(base, relative_to=path.parent), _seen + (path,))
+    try:
+        base_path = resolve_config_path(base, relative_to=path.parent)
+    except EgoaslError as exc:
+        raise EgoaslError(f"{path}: config key base: {exc}") from None
+    parent = load_yaml_tree(base_path, _seen + (path,))
     return deep_merge(parent, data)
 
 
