@@ -151,3 +151,4 @@ def test_deterministic_switch_is_restored_after_training(tiny_data, tmp_path):
     assert not torch.are_deterministic_algorithms_enabled()
     run_train(tiny_cfg(tiny_data, "train.epochs=1", "train.deterministic=true"), tmp_path / "run")
     assert not torch.are_deterministic_algorithms_enabled()
+    assert torch.backends.cuda.mem_efficient_sdp_enabled() and torch.backends.cuda.cudnn_sdp_enabled()
