@@ -38,7 +38,7 @@ def encode(args: argparse.Namespace) -> int:
     encoder = build_text_encoder(args.encoder, args.weights, args.device, args.dim)
     queries = [q for path in args.annotations for q in load_nlq_annotations(path).queries]
     todo = [q for q in queries if args.overwrite or not text_feature_path(args.out, *q.key).is_file()]
-    for start in tqdm(range(0, len(todo), args.batch_size), desc="encode queries", unit="batch"):
+    for start in tqdm(range(0, len(todo), args.batch_size), desc="encode queries", unit="batch", disable=None):
         chunk = todo[start : start + args.batch_size]
         for query, feats in zip(chunk, encoder.encode([q.query for q in chunk], args.max_tokens)):
             write_atomic(text_feature_path(args.out, *query.key), lambda tmp, f=feats: torch.save(f.contiguous(), tmp))

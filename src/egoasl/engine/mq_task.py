@@ -94,7 +94,7 @@ class MQTask:
         model.eval()
         detections: dict[str, list[dict]] = {}
         raw: dict[str, dict] = {}
-        for batch in tqdm(loader, desc=f"predict {split}", disable=not progress, leave=False, dynamic_ncols=True):
+        for batch in tqdm(loader, desc=f"predict {split}", disable=None if progress else True, leave=False, dynamic_ncols=True):
             with autocast():
                 out = model(batch["feats"].to(device, non_blocking=True), batch["masks"].to(device, non_blocking=True))
             for b, meta in enumerate(batch["meta"]):

@@ -109,7 +109,7 @@ class NLQTask:
         autocast = autocast_context(self.cfg.train.amp, device, training=False)
         model.eval()
         predictions: NLQPredictions = {}
-        for batch in tqdm(loader, desc=f"predict {split}", disable=not progress, leave=False, dynamic_ncols=True):
+        for batch in tqdm(loader, desc=f"predict {split}", disable=None if progress else True, leave=False, dynamic_ncols=True):
             with autocast():
                 out = model(batch["feats"].to(device, non_blocking=True), batch["masks"].to(device, non_blocking=True),
                             batch["text"].to(device, non_blocking=True), batch["text_masks"].to(device, non_blocking=True))

@@ -135,7 +135,7 @@ def generate_synthetic(
     nlq_videos: dict[str, list[dict]] = {split: [] for split in SPLITS}
     durations: dict[str, float] = {}
     narrations: dict[str, dict] = {}
-    for i in tqdm(range(num_videos), desc="synthetic videos", unit="video", disable=not progress):
+    for i in tqdm(range(num_videos), desc="synthetic videos", unit="video", disable=None if progress else True):
         rng = seeded_rng(seed, "video", i)
         plan = plan_video(world, spec, rng, splits[i], flags[i])
         for name, count in write_video_features(out, world, rng, plan).items():
