@@ -15,7 +15,7 @@ from conftest import TINY_MQ_CONFIG
 from safetensors.torch import load_file
 
 from egoasl.config import load_config
-from egoasl.engine.run_folder import config_changes, is_environment_key, resume_checkpoint
+from egoasl.engine.run_folder import config_changes, is_environment_key, prepare_run_folder, resume_checkpoint
 from egoasl.engine.tasks import build_task
 from egoasl.engine.train import train
 from egoasl.errors import EgoaslError
@@ -55,6 +55,9 @@ def test_resume_after_the_data_moved_logs_what_changed(tiny_data, tmp_path):
     assert [line.split(" epoch ")[1][:4] for line in epoch_lines] == ["1/2:", "2/2:"]
     assert "loss " in epoch_lines[0] and "cls " in epoch_lines[0] and "3 steps" in epoch_lines[0]
     assert f"root: {moved}" in (run / "config.yaml").read_text()
+    back = prepare_run_folder(run, tiny_cfg(tiny_data, "train.epochs=2", "train.device=cpu"))  # the data moved back
+    assert back.checkpoint == run / "checkpoints" / "last.safetensors"
+    assert [(c.key, c.old, c.new) for c in back.environment_changes] == [("data.root", str(moved), str(tiny_data))]
 
 
 def test_resume_with_a_changed_model_key_is_refused_naming_it(tiny_data, tmp_path):
