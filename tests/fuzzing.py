@@ -231,3 +231,29 @@ def nlq_submission() -> dict:
     return {"version": "1.0", "challenge": "ego4d_nlq_challenge", "results": [
         {"clip_uid": c, "annotation_uid": a, "query_idx": i, "predicted_times": copy.deepcopy(five)}
         for c, a, i in keys]}
+
+
+def anet() -> dict:
+    """An ActivityNet-style file: two annotated videos and one test video."""
+    return {"version": "1.3", "taxonomy": [], "database": {
+        "v_a": {"subset": "training", "duration": 120.5, "fps": 30,
+                "annotations": [{"label": "jump", "segment": [1.0, 4.5]}, {"label": "run", "segment": [10, 30]}]},
+        "v_b": {"subset": "validation", "duration": 60.0, "annotations": [{"label": "jump", "segment": [0.0, 59.9]}]},
+        "v_c": {"subset": "testing", "duration": 30.0, "annotations": []},
+    }}
+
+
+def narrations() -> dict:
+    """An official ``narration.json``: one video with two passes, one redacted video."""
+    def narration(t: float, text: str) -> dict:
+        return {"timestamp_sec": t, "timestamp_frame": int(t * 30), "narration_text": text, "annotation_uid": "n"}
+
+    return {
+        "vid-n": {
+            "narration_pass_1": {"narrations": [narration(3.5, "#C C picks up the knife"),
+                                                narration(9.0, "#O man X hands #C C a cup")],
+                                 "summaries": [{"summary_text": "#Summary C cooks", "start_sec": 0, "end_sec": 9}]},
+            "narration_pass_2": {"narrations": [narration(4.0, "#C C holds a knife #unsure")]},
+        },
+        "vid-r": {"status": "redacted"},
+    }

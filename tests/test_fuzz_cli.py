@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from fuzzing import FUZZ, mq_official, mq_submission, mutated_json, nlq_official, nlq_submission
+from fuzzing import FUZZ, anet, mq_official, mq_submission, mutated_json, narrations, nlq_official, nlq_submission
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -113,3 +113,22 @@ def test_text_encode(tmp_path, capsys, data):
 def test_train_config(tmp_path, capsys, data):
     path = _write(tmp_path, "config.yaml", data)
     _exit_code(capsys, ["train", path, "--run", tmp_path / "run", "--no-progress", f"data.root={tmp_path / 'none'}"])
+
+
+@FUZZ
+@given(data=mutated_json(anet()))
+def test_data_check_anet(tmp_path, capsys, data):
+    path = _write(tmp_path, "activity_net.json", data)
+    _exit_code(capsys, ["data", "check", "--annotations", path, "--task", "mq", "--format", "anet", "--no-progress"])
+
+
+@FUZZ
+@given(case=st.one_of(st.tuples(st.just("narrations"), mutated_json(narrations())),
+                      st.tuples(st.just("clips"), mutated_json(nlq_official()))))
+def test_naq_build(tmp_path, capsys, valid, case):
+    mutated, data = case
+    files = {"narrations": tmp_path / "narration.json", "clips": valid["nlq_val.json"]}
+    files["narrations"].write_text(json.dumps(narrations()))
+    files[mutated] = _write(tmp_path, f"{mutated}.json", data)
+    _exit_code(capsys, ["naq", "build", "--narrations", files["narrations"], "--clips", files["clips"],
+                        "--out", tmp_path / "naq_train.json", "--allow-eval-clips"])

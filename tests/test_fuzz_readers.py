@@ -16,11 +16,13 @@ import torch
 import yaml
 from fuzzing import (
     FUZZ,
+    anet,
     mq_converted,
     mq_official,
     mq_submission,
     mutated_bytes,
     mutated_json,
+    narrations,
     nlq_official,
     nlq_submission,
 )
@@ -28,8 +30,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from egoasl.config import load_config
+from egoasl.data.anet import load_anet_annotations
 from egoasl.data.ego4d import load_mq_annotations, load_nlq_annotations
 from egoasl.data.features import load_feature_file
+from egoasl.data.naq import read_em_clips
+from egoasl.data.narrations import load_narrations
 from egoasl.errors import EgoaslError
 from egoasl.io.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from egoasl.io.submission import (
@@ -214,3 +219,23 @@ def test_nan_and_huge_times_in_a_submission_are_located(tmp_path, mq_clips):
     problems = {p.location: p.message for p in validate_mq_submission(obj, mq_clips)}
     assert problems["detect_results['clip-a1'][0].segment"] == "non-finite time in [nan, 5.5]"
     assert problems["detect_results['clip-a1'][1].segment"].startswith("non-finite time in [1, an integer of 500 digits")
+
+
+@FUZZ
+@given(data=mutated_json(anet()), collect=st.booleans(), taxonomy=st.sampled_from([None, ["jump", "run"]]))
+def test_anet_annotations(tmp_path, data, collect, taxonomy):
+    path = _write(tmp_path, "activity_net.json", data)
+    _refused_or_read(lambda: load_anet_annotations(path, taxonomy, errors=[] if collect else None))
+
+
+@FUZZ
+@given(data=mutated_json(narrations()), collect=st.booleans())
+def test_narrations(tmp_path, data, collect):
+    path = _write(tmp_path, "narration.json", data)
+    _refused_or_read(lambda: load_narrations(path, errors=[] if collect else None))
+
+
+@FUZZ
+@given(data=mutated_json(nlq_official()))
+def test_em_clips(tmp_path, data):
+    _refused_or_read(read_em_clips, _write(tmp_path, "nlq_val.json", data))

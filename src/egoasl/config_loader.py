@@ -26,8 +26,6 @@ from egoasl.config_overrides import BOOL_WORDS, parse_yaml
 from egoasl.errors import EgoaslError, shown
 
 PRESET_DIR = Path(__file__).parent / "configs"
-_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-"""yaml.safe_load's loader, in C where PyYAML has it: it also refuses deep nesting at once."""
 
 
 def resolve_config_path(name: str | Path, relative_to: Path | None = None) -> Path:
