@@ -38,6 +38,7 @@ from egoasl.data.narrations import load_narrations
 from egoasl.errors import EgoaslError
 from egoasl.io.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from egoasl.io.submission import (
+    build_mq_results,
     read_mq_submission,
     read_nlq_submission,
     read_submission,
@@ -239,3 +240,21 @@ def test_narrations(tmp_path, data, collect):
 @given(data=mutated_json(nlq_official()))
 def test_em_clips(tmp_path, data):
     _refused_or_read(read_em_clips, _write(tmp_path, "nlq_val.json", data))
+
+
+def test_python_integers_no_float_holds_are_refused_by_the_api(mq_clips, nlq_queries):
+    huge = 10**400
+    sub = mq_submission()
+    sub["detect_results"]["clip-a1"][0]["score"] = huge
+    sub["retrieve_results"]["clip-a2"][0]["segment"] = [1, huge]
+    problems = {p.location: p.message for p in validate_mq_submission(sub, mq_clips)}
+    assert problems["detect_results['clip-a1'][0].score"].startswith("score is 1000000")
+    assert problems["retrieve_results['clip-a2'][0].segment"].startswith("non-finite time in [1, 1000000")
+    with pytest.raises(EgoaslError, match=r"detect_results\['clip-a1'\]\[0\]\.score: expected a number, finite"):
+        evaluate_mq(mq_clips, sub["detect_results"], sub["retrieve_results"], where="api")
+    with pytest.raises(EgoaslError, match=r"detect_results\['clip-a1'\]: expected numeric scores"):
+        build_mq_results(sub["detect_results"], name="detect_results")
+    nlq = nlq_submission()["results"]
+    nlq[1]["predicted_times"][2] = [0, huge]
+    with pytest.raises(EgoaslError, match=r"results\[1\]\.predicted_times\[2\]: expected numbers a 64-bit float holds"):
+        evaluate_nlq(nlq_queries, nlq, where="api")

@@ -85,7 +85,7 @@ def _rows(items: Any, where: str, loc: str) -> tuple[list[str], np.ndarray, np.n
     try:
         score_arr = np.asarray(scores, dtype=np.float64).reshape(len(labels))
         seg_arr = np.asarray(segments, dtype=np.float64).reshape(len(labels), 2)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise DataError(where, loc, "numeric scores and [start, end] segments", got=str(exc)) from None
     return labels, score_arr, seg_arr
 
@@ -253,6 +253,14 @@ def _is_number(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
+def _finite(x: float) -> bool:
+    """``math.isfinite`` that calls an integer no float holds infinite instead of overflowing."""
+    try:
+        return math.isfinite(x)
+    except OverflowError:
+        return False
+
+
 def _header(obj: Any, challenge: str, keys: Sequence[str], out: list[Problem]) -> bool:
     if not isinstance(obj, Mapping):
         out.append(Problem("(top level)", f"expected a JSON object, got {type(obj).__name__}"))
@@ -342,7 +350,7 @@ def _check_mq_items(items: list, loc: str, labels: set[str] | None, duration: fl
         if "score" in it:
             if not _is_number(score):
                 out.append(Problem(f"{at}.score", f"expected a number, got {shown(score)}"))
-            elif not math.isfinite(score):
+            elif not _finite(score):
                 out.append(Problem(f"{at}.score", f"score is {score}"))
             else:
                 if score > previous and unsorted_at is None:
@@ -360,7 +368,7 @@ def _check_window(seg: Any, at: str, duration: float | None, out: list[Problem])
         out.append(Problem(at, f"expected [start, end] in seconds, got {shown(seg)}"))
         return
     s, e = seg
-    if not (math.isfinite(s) and math.isfinite(e)):
+    if not (_finite(s) and _finite(e)):
         out.append(Problem(at, f"non-finite time in {shown(seg)}"))
     elif s > e:
         out.append(Problem(at, f"reversed: start {s} > end {e}"))

@@ -8,6 +8,7 @@ order, then list order), which the metric's tie rules depend on.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import chain, repeat
@@ -148,10 +149,32 @@ def _is_number(x: Any) -> bool:
 
 
 def _numbers(values: Any, shape: tuple[int, ...], where: str, loc: str, key: str, expected: str) -> np.ndarray:
-    """``values`` as a float64 array of ``shape`` ((N,) scores or (N, 2) segments), or a located error.
+    """``values`` as a finite float64 array of ``shape`` ((N,) scores or (N, 2) segments), or a located error.
 
-    JSON-shaped lists take a fast path; strings and booleans are refused, not converted.
+    JSON-shaped lists take a fast path; strings and booleans are refused, not converted; NaN,
+    infinity and integers too large for a float are refused where they are.
     """
+    try:
+        array = _float_array(values, shape, where, loc, key, expected)
+    except OverflowError:
+        array = np.asarray([_float_or_inf(v) for v in (values if len(shape) == 1 else chain.from_iterable(values))],
+                           dtype=np.float64).reshape(shape)
+    finite = np.isfinite(array) if len(shape) == 1 else np.isfinite(array).all(axis=1)
+    if not finite.all():
+        i = int(np.flatnonzero(~finite)[0])
+        raise DataError(where, f"{loc}[{i}].{key}", f"{expected}, finite", got=list(values)[i])
+    return array
+
+
+def _float_or_inf(value: Any) -> float:
+    """``float(value)``, or infinity for an integer no float holds."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf
+
+
+def _float_array(values: Any, shape: tuple[int, ...], where: str, loc: str, key: str, expected: str) -> np.ndarray:
     if isinstance(values, np.ndarray):
         fits = values.size == int(np.prod(shape)) and (values.ndim == len(shape) or not values.size)
         if values.dtype.kind in "fiu" and fits:

@@ -139,7 +139,10 @@ def _windows(value: Any, where: str, loc: str) -> list[list[float]]:
             or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in w)
         ):
             raise DataError(where, f"{loc}.predicted_times[{r}]", "a [start, end] pair of numbers", got=w)
-        out.append([float(w[0]), float(w[1])])
+        try:
+            out.append([float(w[0]), float(w[1])])
+        except OverflowError:
+            raise DataError(where, f"{loc}.predicted_times[{r}]", "numbers a 64-bit float holds", got=w) from None
     return out
 
 
