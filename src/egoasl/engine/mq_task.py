@@ -94,14 +94,15 @@ class MQTask:
         model.eval()
         detections: dict[str, list[dict]] = {}
         raw: dict[str, dict] = {}
-        for batch in tqdm(loader, desc=f"predict {split}", disable=None if progress else True, leave=False, dynamic_ncols=True):
-            with autocast():
+        with autocast():  # one autocast region: each weight is cast to bf16 once, not once per batch
+            for batch in tqdm(loader, desc=f"predict {split}", disable=None if progress else True, leave=False,
+                              dynamic_ncols=True):
                 out = model(batch["feats"].to(device, non_blocking=True), batch["masks"].to(device, non_blocking=True))
-            for b, meta in enumerate(batch["meta"]):
-                per_clip = raw_output_of(out, b)
-                detections[meta["clip_uid"]] = self.decode(per_clip, meta)
-                if keep_raw:
-                    raw[meta["clip_uid"]] = {**per_clip, "meta": _json_meta(meta)}
+                for b, meta in enumerate(batch["meta"]):
+                    per_clip = raw_output_of(out, b)
+                    detections[meta["clip_uid"]] = self.decode(per_clip, meta)
+                    if keep_raw:
+                        raw[meta["clip_uid"]] = {**per_clip, "meta": _json_meta(meta)}
         return detections, raw
 
     def decode(self, raw: dict, meta: dict) -> list[dict]:

@@ -109,13 +109,14 @@ class NLQTask:
         autocast = autocast_context(self.cfg.train.amp, device, training=False)
         model.eval()
         predictions: NLQPredictions = {}
-        for batch in tqdm(loader, desc=f"predict {split}", disable=None if progress else True, leave=False, dynamic_ncols=True):
-            with autocast():
+        with autocast():  # one autocast region: each weight is cast to bf16 once, not once per batch
+            for batch in tqdm(loader, desc=f"predict {split}", disable=None if progress else True, leave=False,
+                              dynamic_ncols=True):
                 out = model(batch["feats"].to(device, non_blocking=True), batch["masks"].to(device, non_blocking=True),
                             batch["text"].to(device, non_blocking=True), batch["text_masks"].to(device, non_blocking=True))
-            for b, meta in enumerate(batch["meta"]):
-                raw = raw_output_of(out, b)
-                predictions[(meta["clip_uid"], meta["annotation_uid"], meta["query_idx"])] = self.decode(raw, meta)
+                for b, meta in enumerate(batch["meta"]):
+                    raw = raw_output_of(out, b)
+                    predictions[(meta["clip_uid"], meta["annotation_uid"], meta["query_idx"])] = self.decode(raw, meta)
         return predictions
 
     def decode(self, raw: dict, meta: dict) -> list[ScoredWindow]:
