@@ -159,7 +159,7 @@ def test_data_check_lists_every_problem_of_an_anet_dataset(tmp_path, capsys):
     assert f"{path}: database.{val[0]}.annotations[0].label: expected a label of the taxonomy" in out
     assert f"{train[2]}.npy: rows: expected at least" in out and "the file has 20" in out
     assert "config key model.num_classes: expected 6" in out
-    assert "data check: 5 problem(s)" in out
+    assert "data check: 5 problem(s)" in out and "  feats: layout video, dim 12, 9 files read" in out
     # the loader refuses the short file with the same message when it is read for training
     cfg = load_config(config, ["model.num_classes=6"])
     report = check_config(cfg)

@@ -40,13 +40,14 @@ SKIPPED_FOLDERS = ("text",)  # NLQ query features live next to the video sources
 class FeatureSource:
     """One feature folder to check. ``dim``/``layout`` None: taken from the files themselves.
     ``timing``: the rows' stated timing (ActivityNet-style sources), checked against each clip;
-    ``prefix``: file names are ``<prefix><uid>``."""
+    ``prefix``: file names are ``<prefix><uid>``; ``label``: the name shown, when ``name`` is a folder path."""
 
     name: str
     dim: int | None = None
     layout: str | None = None
     timing: FeatureTiming | None = None
     prefix: str = ""
+    label: str = ""
 
 
 @dataclass(frozen=True)
@@ -327,7 +328,7 @@ def check_features(
                 continue
         found = _check_source(folder, files, stems, layout, dim, source, progress)
         problems += found.problems
-        lines.append(f"  {source.name}: layout {layout}, dim {dim}, {found.checked} files read, "
+        lines.append(f"  {source.label or source.name}: layout {layout}, dim {dim}, {found.checked} files read, "
                      f"{len(found.problems)} problem(s)" + found.note)
     return lines, problems
 
@@ -462,8 +463,8 @@ def check_config(cfg: Config, progress: bool = False) -> CheckReport:
     root = Path(data.root or ".")
     annotations = Path(data.annotations)
     annotations = annotations if annotations.is_absolute() else root / annotations
-    sources = [FeatureSource(s.dir or s.name, s.dim, s.layout, source_timing(s) if s.fps > 0 else None, s.prefix)
-               for s in data.sources]
+    sources = [FeatureSource(s.dir or s.name, s.dim, s.layout, source_timing(s) if s.fps > 0 else None, s.prefix,
+                             s.name if s.dir else "") for s in data.sources]
     report = run_data_check([annotations], root / data.features, sources or None, data.task, progress, data.format)
     if data.task == "mq":
         labels = {i.label for ann in report.mq for clip in ann.clips.values()
