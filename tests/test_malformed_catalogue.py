@@ -126,6 +126,16 @@ def _check_nlq_submission(edit: Callable[[dict], None]) -> Callable[[Context], t
     return command
 
 
+def _ensemble_member(edit: Callable[[dict], None]) -> Callable[[Context], tuple[list, Path]]:
+    def command(ctx: Context) -> tuple[list, Path]:
+        sub = nlq_submission()
+        edit(sub)
+        path = ctx.json("member_b.json", sub)
+        return ["ensemble", "--task", "nlq", ctx.json("member_a.json", nlq_submission()), path, "--out",
+                ctx.folder / "merged.json"], path
+    return command
+
+
 def _predict_features(make: Callable[[Context], Path]) -> Callable[[Context], tuple[list, Path]]:
     """``predict RUN --features`` with the bad file as the first (egovlp, dim 12) source."""
     def command(ctx: Context) -> tuple[list, Path]:
@@ -307,6 +317,9 @@ CASES = [
         _set(["results", 0, "predicted_times"], [30.0, 40.0])), r"results\[0\]\.predicted_times: a flat \[start, end\]"),
     Case("nlq_unknown_query", "a query that is not in the annotations", _check_nlq_submission(
         _set(["results", 2, "query_idx"], 7)), r"results\[2\]: no such query"),
+    Case("ensemble_null_time", "null as a window time in an NLQ ensemble member", _ensemble_member(
+        _set(["results", 0, "predicted_times", 0], [None, 40.0])),
+        r"results\[0\]\.predicted_times: expected a list of \[start, end\] windows of numbers"),
     Case("missing_feature_file", "a video's feature file absent", _missing_features,
          r"expected the slowfast features of video \S+ \(needed by clip \S+\) \(\S+\.pt or \.npy\); no such file"),
     Case("empty_tensor", "a feature file with 0 rows", _predict_features(

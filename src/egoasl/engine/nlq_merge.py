@@ -203,8 +203,10 @@ def read_member(submission_path: str | Path, scores: str | Path | None = None) -
         loc = f"results[{e}]"
         key = entry_key(entry, str(submission_path), loc)
         times = entry.get("predicted_times")
-        if not isinstance(times, list) or not all(isinstance(t, list) and len(t) == 2 for t in times):
-            raise DataError(submission_path, f"{loc}.predicted_times", "a list of [start, end] windows", got=times)
+        if not isinstance(times, list) or not all(isinstance(t, list) and len(t) == 2 and all(
+                isinstance(x, (int, float)) and not isinstance(x, bool) for x in t) for t in times):
+            raise DataError(submission_path, f"{loc}.predicted_times", "a list of [start, end] windows of numbers",
+                            got=times)
         if by_key is None:
             values = [1.0 / (rank + 1) for rank in range(len(times))]
         elif key not in by_key:
