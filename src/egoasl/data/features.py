@@ -429,6 +429,14 @@ def align_sources(loaded: list[tuple[torch.Tensor, float]], data_cfg: DataConfig
     return ClipFeatures(feats.contiguous(), grid)
 
 
+RESIZE_MODE_MEANING = {
+    "auto": "area averaging where a clip has more vectors than cells, linear interpolation where it has fewer",
+    "area": "each cell averages the vectors it spans",
+    "linear": "linear interpolation, two vectors per cell (the release)",
+}
+"""What each ``data.resize_mode`` does, in words (the trainer logs it)."""
+
+
 def resize_sequence(feats: torch.Tensor, num_cells: int, mode: str = "auto") -> torch.Tensor:
     """``(C, T)`` -> ``(C, num_cells)``, cell ``i`` centred at input row ``(i + 0.5) * T / num_cells - 0.5``.
 

@@ -36,6 +36,7 @@ from egoasl.engine import distributed
 from egoasl.engine.accumulation import GradientAccumulation
 from egoasl.engine.determinism import deterministic_mode
 from egoasl.engine.ema import ModelEMA
+from egoasl.data.features import RESIZE_MODE_MEANING
 from egoasl.engine.cpu_threads import apply_threads
 from egoasl.engine.host_memory import keep_freed_heap_memory
 from egoasl.engine.metrics_log import MetricsLog
@@ -323,6 +324,9 @@ def _log_start(logger: logging.Logger, cfg: Config, run_dir: Path, command: str,
         logger.info(f"command: {command}")
     logger.info(f"run folder {run_dir}: {cfg.data.task.upper()} config {cfg.name!r} on {device}, "
                 f"{info.world_size} process(es), batch {cfg.train.batch_size} x {cfg.train.accum_steps} accumulation steps")
+    if cfg.data.resize:
+        logger.info(f"input: every clip resized to {cfg.data.max_seq_len} cells, data.resize_mode={cfg.data.resize_mode} "
+                    f"({RESIZE_MODE_MEANING[cfg.data.resize_mode]})")
     if reference is not None:
         changes = config_changes(reference, cfg)
         differences = ", ".join(str(c) for c in changes) if changes else "none"
