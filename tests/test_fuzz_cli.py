@@ -92,6 +92,7 @@ def test_submission_check_nlq(tmp_path, capsys, valid, data, json_out):
     _exit_code(capsys, argv + (["--json"] if json_out else []))
 
 
+@pytest.mark.filterwarnings("ignore:.*no scores sidecar")
 @FUZZ
 @given(data=mutated_json(nlq_submission()))
 def test_ensemble_nlq(tmp_path, capsys, valid, data):

@@ -2,7 +2,7 @@
 
 Each case writes one bad input and runs the `egoasl` command a user would run on it. Cases run
 through ``egoasl.cli.main`` in this process (the code the console script runs), and the cases
-marked ``subprocess`` also as a real ``python -m egoasl.cli`` process; ``EGOASL_CATALOGUE_SUBPROCESS=1``
+marked ``subprocess`` (two) also as a real ``python -m egoasl.cli`` process; ``EGOASL_CATALOGUE_SUBPROCESS=1``
 runs every case as a subprocess. tests/MALFORMED_INPUTS.md lists the cases for users; a test keeps
 the two in step. The second half feeds a pickle that would create a marker file to every loader.
 """
@@ -312,7 +312,7 @@ CASES = [
     Case("submission_duplicate_key", "a clip uid twice in one object", _duplicate_key,
          r"'clip-a1': key appears twice in one JSON object"),
     Case("submission_wrong_task", "an NLQ submission given to eval mq", _wrong_task_submission,
-         r"challenge: expected 'ego4d_moment_queries', got 'ego4d_nlq_challenge'", subprocess=True),
+         r"challenge: expected 'ego4d_moment_queries', got 'ego4d_nlq_challenge'"),
     Case("nlq_flat_window", "predicted_times a flat [s, e]", _check_nlq_submission(
         _set(["results", 0, "predicted_times"], [30.0, 40.0])), r"results\[0\]\.predicted_times: a flat \[start, end\]"),
     Case("nlq_unknown_query", "a query that is not in the annotations", _check_nlq_submission(
@@ -365,6 +365,7 @@ def _run(argv: list[str], as_subprocess: bool, capsys) -> tuple[int, str]:
     return code, out + err
 
 
+@pytest.mark.filterwarnings("ignore:.*no scores sidecar")
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_malformed_input_is_refused_by_name(case, tiny_data, tiny_run, tmp_path, capsys):
     argv, named = case.command(Context(tmp_path, tiny_data, tiny_run))
