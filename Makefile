@@ -28,6 +28,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_nms.py
 	$(BIN)/python bench/bench_mq.py
 	$(BIN)/python bench/bench_nlq.py
+	$(BIN)/python bench/bench_loader.py
+	$(BIN)/python bench/bench_threads.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -41,7 +41,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from common import cpu_model
+from common import append_section, cpu_model
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "RESULTS.md"
@@ -206,9 +206,7 @@ def main() -> None:
 """
     if failed:
         section += f"\nFailed runs (left out above): {', '.join(failed)}\n"
-    with open(args.results, "a", encoding="utf-8") as f:
-        f.write(section)
-    print(section)
+    append_section(args.results, section)
 
 
 if __name__ == "__main__":

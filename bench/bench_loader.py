@@ -26,7 +26,7 @@ import os
 import time
 from pathlib import Path
 
-from common import cpu_model
+from common import append_section, cpu_model
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
@@ -117,9 +117,7 @@ def main() -> None:
 |---|---:|---:|---:|
 {table}
 """
-    with open(args.results, "a", encoding="utf-8") as f:
-        f.write(section)
-    print(section)
+    append_section(args.results, section)
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import cpu_model, training_step
+from common import append_section, cpu_model, training_step
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 VARIANTS = {"fp32": ("none", False), "bf16": ("bf16", False), "bf16-ckpt": ("bf16", True), "fp16": ("fp16", False)}
@@ -198,9 +198,7 @@ def main() -> None:
         fp32, bf16 = results["fp32"]["first_loss"], results["bf16"]["first_loss"]
         section += (f"\n- loss difference bf16 - fp32 on the same weights and batch: {bf16 - fp32:+.5f} "
                     f"({100 * (bf16 - fp32) / fp32:+.3f} %)\n")
-    with open(args.results, "a", encoding="utf-8") as f:
-        f.write(section)
-    print(section)
+    append_section(args.results, section)
 
 
 if __name__ == "__main__":

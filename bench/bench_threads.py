@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import cpu_model, training_step
+from common import append_section, cpu_model, training_step
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 SPIN = "while True:\n    pass\n"
@@ -119,9 +119,7 @@ def main() -> None:
 |---:|---:|---:|---:|---:|
 {table}
 """
-    with open(args.results, "a", encoding="utf-8") as f:
-        f.write(section)
-    print(section)
+    append_section(args.results, section)
 
 
 if __name__ == "__main__":

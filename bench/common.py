@@ -51,3 +51,10 @@ def training_step(model, optimizer, ema, losses: Callable[[], dict], clip_grad_n
         return float(values["loss"].detach())
 
     return step
+
+
+def append_section(results: Path, section: str) -> None:
+    """Append a dated markdown ``section`` to a results file (``bench/RESULTS.md``) and print it."""
+    with open(results, "a", encoding="utf-8") as f:
+        f.write(section)
+    print(section)
