@@ -24,6 +24,7 @@ from safetensors.torch import load_file
 
 from egoasl.cli import main
 from egoasl.config import load_config
+from egoasl.engine import run_lock as run_lock_module
 from egoasl.engine.run_lock import run_lock
 from egoasl.engine.tasks import build_task
 from egoasl.engine.train import train
@@ -214,3 +215,13 @@ def test_a_kill_between_the_weights_and_the_state_rename_is_recovered(tmp_path, 
     (other / "last.state.pt").replace(tmp_path / "last.state.pt")
     with pytest.raises(EgoaslError, match="does not belong to the weights"):
         load_checkpoint(tmp_path / "last.safetensors", with_state=True)
+
+
+def test_a_file_system_without_locks_warns_and_goes_on(tmp_path, monkeypatch):
+    def no_locks(fd, operation):
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(run_lock_module.fcntl, "flock", no_locks)
+    expected = r"\.lock: the run folder cannot be locked \(No locks available\)"
+    with pytest.warns(UserWarning, match=expected), run_lock(tmp_path / "run", "test") as path:
+        assert path == tmp_path / "run" / ".lock"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,7 +36,10 @@ def run_lock(run_dir: str | Path, purpose: str) -> Iterator[Path]:
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / LOCK_NAME
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise EgoaslError(f"{path}: cannot open the run folder's lock file ({exc.strerror or exc})") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -45,8 +49,12 @@ def run_lock(run_dir: str | Path, purpose: str) -> Iterator[Path]:
                 f"{run_dir}: the run folder is in use by {holder}; wait until it ends, or use another run "
                 f"folder (the lock is {path}; it is released when that process ends, even if it is killed)"
             ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()} ({purpose})\n".encode(), 0)
+        except OSError as exc:  # a file system without locks (some network mounts)
+            warnings.warn(f"{path}: the run folder cannot be locked ({exc.strerror or exc}); nothing stops a "
+                          "second process from writing into it", stacklevel=3)
+        else:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"pid {os.getpid()} ({purpose})\n".encode(), 0)
         yield path
     finally:
         os.close(fd)  # closing the descriptor releases the lock
