@@ -52,12 +52,18 @@ def whole_run(tiny_data, tmp_path_factory) -> Path:
     return run_dir
 
 
-def _writing(ckpt_dir: Path) -> bool:
-    """Whether a checkpoint write is under way (a temporary or a pending state file exists)."""
+def _listing(folder: Path) -> set[str]:
     try:
-        return any(name.endswith((".tmp", ".pending")) for name in os.listdir(ckpt_dir))
+        return set(os.listdir(folder))
     except FileNotFoundError:
-        return False
+        return set()
+
+
+def _a_write_begins(ckpt_dir: Path):
+    """A condition that holds once a checkpoint write is under way: a temporary file that was not
+    there when the condition was made (a killed process leaves its own behind) appears."""
+    before = _listing(ckpt_dir)
+    return lambda: any(name.endswith(".tmp") for name in _listing(ckpt_dir) - before)
 
 
 def _kill_during(proc: subprocess.Popen, ready, timeout: float = 120.0) -> bool:
@@ -95,7 +101,7 @@ def test_kill_9_at_random_moments_then_resume_is_bit_identical(tiny_data, whole_
         proc = subprocess.Popen(_train_command(tiny_data, run_dir), env=ENV, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE)
         inside_a_write = kill % 2 == 0
-        ready = (lambda: _writing(ckpt_dir)) if inside_a_write else _some_steps_later(run_dir, rng.uniform(0, 0.4))
+        ready = _a_write_begins(ckpt_dir) if inside_a_write else _some_steps_later(run_dir, rng.uniform(0, 0.4))
         if not _kill_during(proc, ready):
             _, err = proc.communicate(timeout=120)
             assert proc.returncode == 0, err.decode()[-3000:]
@@ -112,6 +118,7 @@ def test_kill_9_at_random_moments_then_resume_is_bit_identical(tiny_data, whole_
     for key in whole:
         assert torch.equal(whole[key], resumed[key]), key
     assert load_checkpoint(ckpt_dir / "last.safetensors", with_state=True).state["epoch"] == EPOCHS
+    assert not [name for name in os.listdir(ckpt_dir) if name.endswith((".tmp", ".pending"))]  # no debris left
 
 
 def _lock_is_free(run_dir: Path) -> bool:

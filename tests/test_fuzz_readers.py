@@ -185,6 +185,7 @@ def checkpoint_files(tmp_path_factory) -> dict[str, bytes]:
     return {"weights": (folder / "last.safetensors").read_bytes(), "state": (folder / "last.state.pt").read_bytes()}
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 @FUZZ
 @given(which=st.sampled_from(["weights", "state"]), data=st.data())
 def test_checkpoint(tmp_path, checkpoint_files, which, data):

@@ -72,6 +72,7 @@ def save_checkpoint(ckpt_dir: Path, name: str, checkpoint: Checkpoint) -> Path:
     path = weights_path(ckpt_dir, name)
     pending = pending_state_path(ckpt_dir, name)
     try:
+        _remove_stale_temporaries(Path(ckpt_dir), name)
         if checkpoint.state is not None:
             metadata["state_id"] = secrets.token_hex(8)
             state = {**checkpoint.state, "checkpoint_id": metadata["state_id"]}
@@ -85,6 +86,14 @@ def save_checkpoint(ckpt_dir: Path, name: str, checkpoint: Checkpoint) -> Path:
             "checkpoint, if any, is intact"
         ) from None
     return path
+
+
+def _remove_stale_temporaries(ckpt_dir: Path, name: str) -> None:
+    """Delete the temporary files of this checkpoint that a killed process left behind (the run lock
+    guarantees that no other process is writing them)."""
+    for pattern in (f".{name}.safetensors.*.tmp", f".{name}.state.pt.pending.*.tmp"):
+        for stale in ckpt_dir.glob(pattern):
+            stale.unlink(missing_ok=True)
 
 
 def load_checkpoint(path: str | Path, with_state: bool = False) -> Checkpoint:
