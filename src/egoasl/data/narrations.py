@@ -15,8 +15,8 @@ Text rule (:func:`normalize_narration`): NLQ queries are first-person questions 
 the knife?"), so the camera-wearer tag ``#C C`` (and a lone ``#C``) becomes ``I``; the other-person
 tag ``#O`` is dropped, keeping who it names ("#O man X hands..." -> "man X hands..."); any other
 ``#tag`` is dropped; whitespace is collapsed. A narration containing ``#unsure`` (the narrator was
-unsure of a word) is skipped and counted, as EgoClip-based pipelines drop uncertain captions; so
-is a narration whose text is empty once normalised.
+unsure of a word) is skipped and counted (egoasl's choice: its query would name the wrong thing);
+so is a narration whose text is empty once normalised.
 
 Bad input: a truncated or invalid file, a video entry that is not an object, a pass without a
 ``narrations`` list, a timestamp that is not a finite number or lies before the video start
