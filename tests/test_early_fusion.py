@@ -75,3 +75,15 @@ def test_early_fusion_trains_every_parameter():
     assert all(torch.isfinite(v) for v in losses.values())
     losses["loss"].backward()
     assert not [n for n, p in model.named_parameters() if p.grad is None or p.grad.abs().sum() == 0]
+
+
+def test_early_fusion_trains_and_predicts_through_the_trainer(tiny_data, tmp_path):
+    from test_nlq_task import tiny_cfg as task_cfg
+
+    from egoasl.engine.nlq_task import NLQTask
+    from egoasl.engine.train import train
+
+    cfg = task_cfg(tiny_data, model={"fusion": "early"}, train={"epochs": 1, "warmup_epochs": 0, "eval_start_epoch": 1})
+    summary = train(cfg, NLQTask(cfg), tmp_path / "run", progress=False)
+    assert 0.0 <= summary.last_metrics["R1@0.3"] <= 100.0
+    assert (tmp_path / "run" / "predictions" / "val_submission.json").is_file()
