@@ -1,4 +1,5 @@
-"""Threads for small models: the demo MQ training step on 1 and 2 threads, idle and under load.
+"""Threads for small models: the demo MQ training step on 1 and 2 threads and on the default
+policy (``train.threads: 0``: all cores, one thread once the steps slow down), idle and under load.
 
 The load is made here: ``--busy N`` processes spinning in a Python loop (started before and
 ended after each measurement), so it is the same every time, unlike whatever else the machine
@@ -8,9 +9,10 @@ precision ``train.amp: auto`` picks on this CPU. Median of ``--steps`` after thr
 
 On 2 cores, 2 threads and 2 busy processes make every OpenMP parallel region wait for the
 thread that got the least CPU: the step does not take 2x longer, it collapses. ``train.threads: 0``
-therefore runs models under 5M parameters on one thread (:mod:`egoasl.engine.cpu_threads`).
+(``auto`` below) therefore watches the steps and drops to one thread when they slow down
+(:mod:`egoasl.engine.cpu_threads`); its time is the total of all timed steps, switch included.
 
-    python bench/bench_threads.py                 # threads 1 and 2, busy 0 and 2; appends to bench/RESULTS.md
+    python bench/bench_threads.py                 # threads 1, 2 and auto, busy 0 and 2; appends to bench/RESULTS.md
 """
 
 from __future__ import annotations
@@ -34,12 +36,13 @@ def measure(threads: int, steps: int) -> dict:
     import torch
 
     from egoasl.config import load_config
+    from egoasl.engine.cpu_threads import apply_threads
     from egoasl.engine.ema import ModelEMA
     from egoasl.engine.precision import autocast_context, resolve_amp
     from egoasl.engine.train import make_optimizer
     from egoasl.model.detector import MQDetector
 
-    torch.set_num_threads(threads)
+    guard = apply_threads(threads, torch.device("cpu"))  # threads 0: the default policy with its guard
     torch.manual_seed(0)
     cfg = load_config("demo/mq")
     device = torch.device("cpu")
@@ -60,27 +63,30 @@ def measure(threads: int, steps: int) -> dict:
         return model.losses(out, segments, labels)
 
     step = training_step(model, optimizer, ema, losses, cfg.train.clip_grad_norm)
-    for _ in range(3):
-        step()
     times = []
-    for _ in range(steps):
+    for i in range(3 + steps):
         tic = time.perf_counter()
         step()
-        times.append(time.perf_counter() - tic)
+        seconds = time.perf_counter() - tic
+        guard.after_step(seconds)
+        if i >= 3:  # three untimed warm-up steps
+            times.append(seconds)
+    total = sum(times)
     times.sort()
-    return {"threads": threads, "amp": amp, "step_ms": 1000 * times[len(times) // 2],
-            "worst_ms": 1000 * times[-1], "params": sum(p.numel() for p in model.parameters())}
+    return {"threads": threads or "auto", "amp": amp, "step_ms": 1000 * times[len(times) // 2],
+            "worst_ms": 1000 * times[-1], "total_s": total, "threads_at_end": torch.get_num_threads(),
+            "params": sum(p.numel() for p in model.parameters())}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--threads", default="1,2")
+    parser.add_argument("--threads", default="1,2,0", help="comma-separated; 0 = train.threads=0 (auto)")
     parser.add_argument("--busy", default="0,2", help="comma-separated numbers of busy-loop processes")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.child:
+    if args.child is not None:
         print(json.dumps(measure(args.child, args.steps)))
         return
     load_before = os.getloadavg()[0]
@@ -102,9 +108,8 @@ def main() -> None:
                 p.wait()
     idle = {r["threads"]: r["step_ms"] for r in rows if r["busy"] == 0}
     table = "\n".join(
-        f"| {r['busy']} | {r['threads']} | {r['step_ms']:.1f} | {r['worst_ms']:.1f} | "
-        f"{r['step_ms'] / idle[r['threads']]:.1f}x |" if r["threads"] in idle else
-        f"| {r['busy']} | {r['threads']} | {r['step_ms']:.1f} | {r['worst_ms']:.1f} | - |"
+        f"| {r['busy']} | {r['threads']} | {r['threads_at_end']} | {r['step_ms']:.1f} | {r['worst_ms']:.1f} | "
+        f"{r['total_s']:.2f} | " + (f"{r['step_ms'] / idle[r['threads']]:.1f}x |" if r["threads"] in idle else "- |")
         for r in rows
     )
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -115,8 +120,8 @@ def main() -> None:
 - command: `python bench/bench_threads.py --threads {args.threads} --busy {args.busy} --steps {args.steps}`
 - step: the trainer's, demo MQ model ({rows[0]['params'] / 1e6:.2f}M parameters), batch 4 x 104 channels x 256 cells, precision {rows[0]['amp']} (`train.amp: auto`); median and worst of {args.steps} steps
 
-| busy processes | threads | step (ms, median) | worst step (ms) | vs idle, same threads |
-|---:|---:|---:|---:|---:|
+| busy processes | threads | threads at the end | step (ms, median) | worst step (ms) | all steps (s) | median vs idle, same policy |
+|---:|---:|---:|---:|---:|---:|---:|
 {table}
 """
     append_section(args.results, section)

@@ -17,7 +17,14 @@ from torch import Tensor
 
 from egoasl.config import config_from_dict
 from egoasl.model import relpos
-from egoasl.model.blocks import ChannelLayerNorm, MaskedConv1d, MaskedMHCA, PointwiseConv1d, masked_max_pool
+from egoasl.model.blocks import (
+    ChannelLayerNorm,
+    MaskedConv1d,
+    MaskedMHCA,
+    PointwiseConv1d,
+    local_attention,
+    masked_max_pool,
+)
 from egoasl.model.detector import MQDetector
 from egoasl.model.heads import ClsHead, RegHead
 from egoasl.model.relpos import RelPosGlobalLayer, relative_shift
@@ -153,7 +160,7 @@ def _reference_mhca(attn: MaskedMHCA, x: Tensor, mask: Tensor) -> Tensor:
     return F.conv1d(out, attn.proj.weight, attn.proj.bias) * kv_mask
 
 
-@pytest.mark.parametrize("stride, window", [(1, -1), (2, -1), (1, 3), (2, 5)])
+@pytest.mark.parametrize("stride, window", [(1, -1), (2, -1), (1, 3), (2, 5), (1, 9), (2, 9)])
 @pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
 def test_masked_mhca_equals_explicit_softmax_reference(stride, window, layout):
     torch.manual_seed(0)
@@ -169,6 +176,32 @@ def test_masked_mhca_equals_explicit_softmax_reference(stride, window, layout):
     torch.testing.assert_close(out, ref, **TOL)
     params = [x, *attn.parameters()]
     for got, want in zip(_grads(out, params), _grads(ref, params)):
+        torch.testing.assert_close(got, want, **TOL)
+
+
+@pytest.mark.parametrize("block", [32, 8, 5])
+def test_local_attention_equals_full_attention_with_a_band_mask(block):
+    """The blocked fast path against the band-masked full attention (T x T), float64, with one
+    block, several and a partial last one, padded keys, queries whose window holds no valid
+    key, and gradients."""
+    torch.manual_seed(1)
+    B, H, T, d, radius = 2, 3, 20, 4, 4
+    q, k, v = (torch.randn(B, H, T, d, dtype=torch.float64, requires_grad=True) for _ in range(3))
+    key_mask = torch.ones(B, T, dtype=torch.bool)
+    key_mask[1, 9:] = False  # query 19 of clip 1 has no valid key within 4 steps
+    out = local_attention(q, k, v * key_mask[:, None, :, None], key_mask, radius, block=block)
+    idx = torch.arange(T)
+    allowed = key_mask[:, None, None, :] & ((idx[:, None] - idx[None, :]).abs() <= radius)
+    score = (q / math.sqrt(d)) @ k.transpose(-2, -1)
+    ref = score.masked_fill(~allowed, torch.finfo(score.dtype).min).softmax(-1) @ (v * key_mask[:, None, :, None])
+    # queries 13-19 of clip 1 (padded, zeroed by MaskedMHCA) have no valid key in their window: the
+    # full path spreads their weight over all keys, the blocked one outputs zeros
+    some_key = allowed.any(dim=-1)[..., None]  # (B, 1, T, 1)
+    assert int((~some_key).sum()) == 7
+    torch.testing.assert_close(out * some_key, ref * some_key, **TOL)
+    assert torch.equal(out[1, :, 13:], torch.zeros(H, 7, d, dtype=torch.float64))
+    params = [q, k, v]
+    for got, want in zip(_grads(out * some_key, params), _grads(ref * some_key, params)):
         torch.testing.assert_close(got, want, **TOL)
 
 

@@ -209,7 +209,7 @@ class TrainConfig:
     eval_start_epoch: int = 5  # evaluate on val from this epoch (1-based); -1 disables
     eval_every: int = 1
     init_from: str = ""  # weights to start from (e.g. a NaQ pre-trained run's checkpoint)
-    threads: int = 0  # torch CPU threads; 0: one for models under 5M parameters, else the default (engine/cpu_threads.py)
+    threads: int = 0  # torch CPU threads; 0: the default, one if the steps slow down on a shared CPU (engine/cpu_threads.py)
     accum_steps: int = 1  # micro-batches of batch_size per optimiser step (engine/accumulation.py)
     deterministic: bool = False  # deterministic kernels, slower on GPU (engine/determinism.py)
     wandb: bool = False  # mirror the logged scalars to Weights & Biases (extra: egoasl[wandb])

@@ -145,9 +145,7 @@ def _train(cfg: Config, task: Task, run_dir: Path, info: distributed.DistInfo, l
 
     torch.manual_seed(cfg.train.seed)
     model = task.build_model().to(device)
-    threads_line = apply_threads(cfg.train.threads, model, device)
-    if info.is_main and device.type == "cpu":
-        logger.info(threads_line)
+    contention = apply_threads(cfg.train.threads, device, logger if info.is_main else None)
     if cfg.train.init_from:
         init = load_checkpoint(cfg.train.init_from)
         missing, unexpected = model.load_state_dict(init.inference_weights(), strict=False)
@@ -229,6 +227,7 @@ def _train(cfg: Config, task: Task, run_dir: Path, info: distributed.DistInfo, l
             if index >= micro_batches:
                 break
             if accumulation.opens(index):
+                step_tic = time.perf_counter()
                 lr = lr_at(step, cfg.train.lr, warmup_steps, total_steps, cfg.train.eta_min)
                 set_lr(optimizer, lr)  # times each group's lr_mult (asl.gauss_lr_mult)
                 # free the previous step's gradients before the forward, not after it: at the size of
@@ -262,6 +261,9 @@ def _train(cfg: Config, task: Task, run_dir: Path, info: distributed.DistInfo, l
                 optimizer.step()
             if ema is not None:
                 ema.update(model)
+            switched = contention.after_step(time.perf_counter() - step_tic)
+            if switched and info.is_main:
+                logger.info(switched)
             step += 1
             seen += 1
             step_losses = accumulation.step_losses(sums, factor)

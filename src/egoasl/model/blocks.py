@@ -249,19 +249,61 @@ class MaskedMHCA(nn.Module):
         k = self._heads(self.key(self.key_norm(k)))  # (B, H, T', d)
         v = self.value(self.value_norm(v))
         v = self._heads(v * kv_mask.to(v.dtype))  # (B, H, T', d), zero at padded keys
-        allowed = kv_mask[:, :, None, :]  # (B, 1, 1, T') keys
-        if self.window > 0:
-            idx = torch.arange(kv_mask.shape[-1], device=x.device)
-            band = (idx[:, None] - idx[None, :]).abs() <= self.window // 2  # (T', T')
-            allowed = allowed & band
-        lowest = torch.finfo(q.dtype).min
-        bias = torch.zeros(allowed.shape, dtype=q.dtype, device=q.device).masked_fill_(~allowed, lowest)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias,
-                                             dropout_p=self.attn_dropout if self.training else 0.0)  # (B, H, T', d)
+        dropout_p = self.attn_dropout if self.training else 0.0
+        if 0 < self.window // 2 < kv_mask.shape[-1] // 2:
+            out = local_attention(q, k, v, kv_mask[:, 0], self.window // 2, dropout_p)  # (B, H, T', d)
+        else:
+            allowed = kv_mask[:, :, None, :]  # (B, 1, 1, T') keys
+            if self.window > 0:
+                idx = torch.arange(kv_mask.shape[-1], device=x.device)
+                band = (idx[:, None] - idx[None, :]).abs() <= self.window // 2  # (T', T')
+                allowed = allowed & band
+            lowest = torch.finfo(q.dtype).min
+            bias = torch.zeros(allowed.shape, dtype=q.dtype, device=q.device).masked_fill_(~allowed, lowest)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout_p)  # (B, H, T', d)
         B, H, T_out, d = out.shape
         out = out.transpose(1, 2).reshape(B, T_out, H * d).transpose(1, 2)  # (B, C, T')
         out = self.proj_drop(self.proj(out)) * q_mask.to(out.dtype)
         return out, q_mask
+
+
+def local_attention(q: Tensor, k: Tensor, v: Tensor, key_mask: Tensor, radius: int, dropout_p: float = 0.0,
+                    block: int = 32) -> Tensor:
+    """Softmax attention of query i over keys ``|i - j| <= radius`` that ``key_mask`` allows.
+
+    The same function as full attention with a band mask (``MaskedMHCA``'s global path), at
+    ``T x (block + 2 radius)`` instead of ``T x T`` cost: the queries are cut into blocks of
+    ``block`` steps, and each block attends, with one matrix product, to the keys from ``radius``
+    before its first query to ``radius`` after its last; a band mask inside the block keeps each
+    query to its own window. Scores and softmax run in float32 (float64 for float64 inputs). A
+    query with no allowed key (only padded queries, which the caller zeroes) gets a zero output.
+    ``MaskedMHCA`` takes this path when ``0 < radius < T // 2``.
+
+    Args:
+        q, k, v: ``(B, H, T, d)``; v zero at padded keys.
+        key_mask: ``(B, T)`` bool, True at valid keys.
+        radius: ``window // 2``.
+        dropout_p: dropout on the attention weights (training).
+        block: queries per block.
+    """
+    B, H, T, d = q.shape
+    num_blocks = -(-T // block)
+    tail = num_blocks * block - T
+    span = block + 2 * radius
+    dtype = torch.promote_types(q.dtype, torch.float32)  # float32, or float64 for float64 inputs
+    with torch.autocast(q.device.type, enabled=False):
+        q_blocks = F.pad(q.to(dtype) * d**-0.5, (0, 0, 0, tail)).view(B, H, num_blocks, block, d)
+        k_spans = F.pad(k.to(dtype), (0, 0, radius, radius + tail)).unfold(2, span, block)  # (B, H, n, d, span)
+        v_spans = F.pad(v.to(dtype), (0, 0, radius, radius + tail)).unfold(2, span, block)  # (B, H, n, d, span)
+        scores = q_blocks @ k_spans  # (B, H, n, block, span)
+        offset = torch.arange(span, device=q.device)[None, :] - torch.arange(block, device=q.device)[:, None]
+        band = (offset >= 0) & (offset <= 2 * radius)  # (block, span): key c of the span is in query a's window
+        valid = F.pad(key_mask, (radius, radius + tail), value=False).unfold(1, span, block)  # (B, n, span)
+        allowed = band & valid[:, None, :, None, :]  # (B, 1, n, block, span)
+        weights = scores.masked_fill(~allowed, torch.finfo(dtype).min).softmax(dim=-1)
+        weights = F.dropout(weights, dropout_p, training=dropout_p > 0)
+        out = (weights @ v_spans.transpose(-1, -2)) * allowed.any(dim=-1, keepdim=True)  # (B, H, n, block, d)
+    return out.reshape(B, H, num_blocks * block, d)[:, :, :T].to(v.dtype)
 
 
 class ChannelAttention(nn.Module):
