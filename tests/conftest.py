@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,9 @@ TINY_MQ_CONFIG = TESTS / "configs" / "tiny_mq.yaml"
 
 @pytest.fixture(scope="session", autouse=True)
 def _one_thread():
-    """Tests run with one intra-op thread: predictable on the 2-core CI machine."""
+    """Tests run with one intra-op thread: predictable on the 2-core CI machine. OMP_NUM_THREADS
+    also keeps train.threads=0 on that thread (no timing-driven thread changes in tests)."""
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
     torch.set_num_threads(1)
 
 

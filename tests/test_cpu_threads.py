@@ -7,6 +7,7 @@ import logging
 import pytest
 import torch
 
+from egoasl.engine import cpu_threads
 from egoasl.engine.cpu_threads import (
     PROBE_STEPS,
     REPROBE_EVERY,
@@ -28,7 +29,8 @@ def restore_threads():
 
 def test_default_threads_are_guarded_on_a_multi_core_cpu(monkeypatch, restore_threads):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    torch.set_num_threads(2)
+    monkeypatch.setattr(cpu_threads, "DEFAULT_THREADS", 2)
+    torch.set_num_threads(1)  # an earlier run in this process moved to one thread: the default is still 2
     count, reason, guarded = choose_threads(0, CPU)
     assert count == 2 and guarded and "one thread when timed steps say it is faster" in reason
     assert not choose_threads(0, torch.device("cuda"))[2]

@@ -28,15 +28,17 @@ REPROBE_EVERY = 200
 SLOWDOWN = 3.0
 """A median of the last :data:`PROBE_STEPS` steps this many times the decided speed makes it decide again."""
 WARMUP_STEPS = 2  # the first steps allocate memory and pick kernels: not timed
+DEFAULT_THREADS = torch.get_num_threads()
+"""PyTorch's default intra-op thread count in this process, read before any run changed it."""
 
 
 def choose_threads(requested: int, device: torch.device) -> tuple[int, str, bool]:
     """The intra-op thread count for a run, the reason (logged), and whether to guard it."""
     if requested > 0:
         return requested, f"train.threads={requested}", False
-    if "OMP_NUM_THREADS" in os.environ:
+    if os.environ.get("OMP_NUM_THREADS"):
         return torch.get_num_threads(), f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}", False
-    count = torch.get_num_threads()
+    count = DEFAULT_THREADS
     guarded = device.type == "cpu" and count > 1
     reason = ("train.threads=0: PyTorch's default, or one thread when timed steps say it is faster (a shared CPU)"
               if guarded else "train.threads=0: PyTorch's default")
@@ -97,8 +99,8 @@ class ContentionGuard:
         self.phase, self.decided_at, self.speed = "run", self.steps, min(one, many)
         torch.set_num_threads(count)
         if count == 1:
-            return (f"threads: 1 (a step took {one:.3f} s on one thread, {many:.3f} s on {self.many}: the CPU is "
-                    "shared with other work); deciding again in a while")
+            return (f"threads: 1 (a step took {one:.3f} s on one thread, {many:.3f} s on {self.many}: more threads "
+                    "do not help this model here, or the CPU is shared); deciding again in a while")
         return None
 
 
