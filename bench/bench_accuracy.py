@@ -34,6 +34,7 @@ import argparse
 import datetime
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -71,7 +72,12 @@ def train_egoasl(data: Path, work: Path, overrides: list[str], seed: int, thread
     tic = time.perf_counter()
     summary = train(cfg, task, work, progress=False)
     seconds = time.perf_counter() - tic
-    metrics = summary.last_metrics or {}
+    metrics = summary.last_metrics
+    if metrics is None:  # the run folder held a finished run: score its EMA weights
+        from egoasl.engine.runs import load_run
+
+        _, task, ema_model = load_run(work, "last")
+        metrics = task.evaluate(ema_model, cfg.data.val_split, torch.device("cpu"), progress=False).metrics
     model = task.build_model()
     from egoasl.io.checkpoint import load_checkpoint, weights_path
 
@@ -85,9 +91,13 @@ def make_data(root: Path, seed: int, classes: int, difficulty: str, videos: int,
     from egoasl.data.synthetic import generate_synthetic
 
     data = root / f"data_{difficulty}_c{classes}_v{videos}_{clip_seconds:g}s_s{seed}"
-    if not (data / "synthetic.json").is_file():
-        generate_synthetic(data, seed=seed, scale="demo", classes=classes, difficulty=difficulty, videos=videos,
+    if not (data / "synthetic.json").is_file():  # written in a side folder, renamed when complete
+        partial = data.with_name(data.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        generate_synthetic(partial, seed=seed, scale="demo", classes=classes, difficulty=difficulty, videos=videos,
                            clip_seconds=(clip_seconds, clip_seconds))
+        shutil.rmtree(data, ignore_errors=True)
+        partial.rename(data)
     return data
 
 
