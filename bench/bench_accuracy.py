@@ -171,7 +171,7 @@ def main() -> None:
                              "epochs": args.epochs})
 
     def launch(job: dict) -> dict | None:
-        proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(job)], capture_output=True, text=True,
+        proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(job)], capture_output=True, text=True, check=False,
                               env={**os.environ, "OMP_NUM_THREADS": str(args.threads)})
         name = f"{job['system']} {job['resize']} seed {job['seed']}"
         if proc.returncode != 0:

@@ -188,7 +188,7 @@ def main() -> None:
 - model: {args.preset}, {any_result['params'] / 1e6:.2f}M trained parameters; batch 2 x 5120 channels x 1024 steps, random inputs, 10 GT per clip
 - training step = the trainer's: free gradients, forward + losses, backward, clip, fused AdamW, EMA (median of {args.steps} after two warm-up steps); peak RSS = max resident memory of the variant's process
 - inference = one clip at batch 1: forward, then decode (top-k, Soft-NMS, seconds), medians of {args.clips}; the model has only taken the bench's training steps, so {any_result['candidates']} of {any_result['scores']} (point, class) scores pass the 0.001 threshold, the worst case for decoding
-- reference (issue, on the 2-core CPU): the authors' code 19.2 s per step, 13.4 GiB peak, 2.5 s per clip; targets <= 6 s at <= 6 GiB (bf16), <= 0.5 s per clip
+- reference (issue, on the 2-core CPU): the authors' code 19.2 s per step, 13.4 GiB peak, 2.5 s per clip; targets (issue 11) <= 5.5 s at <= 6.0 GiB (bf16), <= 0.9 s per clip
 
 | variant | train step (s) | page faults per step | {memory} | forward (s/clip) | decode (s/clip) | inference (s/clip) | initial loss |
 |---|---:|---:|---:|---:|---:|---:|---:|

@@ -15,6 +15,9 @@ import os
 
 import pytest
 import torch
+from conftest import TINY_MQ_CONFIG
+from test_grounder import batch as nlq_batch
+from test_grounder import tiny_cfg as tiny_nlq_cfg
 
 from egoasl.config import load_config
 from egoasl.engine.decode import decode_clip
@@ -23,10 +26,6 @@ from egoasl.engine.tasks import build_task
 from egoasl.engine.train import train
 from egoasl.model.detector import MQDetector
 from egoasl.model.grounder import NLQGrounder
-
-from conftest import TINY_MQ_CONFIG
-from test_grounder import batch as nlq_batch
-from test_grounder import tiny_cfg as tiny_nlq_cfg
 
 DEVICE = torch.device(os.environ.get("EGOASL_TEST_DEVICE", "cpu"))
 CPU = torch.device("cpu")

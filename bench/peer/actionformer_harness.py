@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -35,7 +34,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:  # importable as bench/peer/actionformer_harness.py from any folder
     sys.path.insert(0, str(HERE))
 
-from actionformer_convert import (  # noqa: E402
+from actionformer_convert import (
     RESIZE_MODES,
     apply_peer_overrides,
     convert_dataset,
@@ -43,20 +42,15 @@ from actionformer_convert import (  # noqa: E402
     peer_config,
     write_peer_config,
 )
+
 DEFAULT_PEER_ENV = "EGOASL_PEER_ACTIONFORMER"
 """Environment variable naming the peer checkout when ``peer_dir`` is not given."""
 RECALL_KEY = "1x@0.5"
 
 
 def _egoasl_command() -> list[str]:
-    """The ``egoasl`` command of the running interpreter's environment."""
-    beside = Path(sys.executable).with_name("egoasl")
-    if beside.is_file():
-        return [str(beside)]
-    found = shutil.which("egoasl")
-    if found is None:
-        raise EgoaslError("the egoasl command is not installed in this environment (pip install -e .)")
-    return [found]
+    """``egoasl`` as the running interpreter runs it (no installed console script needed)."""
+    return [sys.executable, "-m", "egoasl.cli"]
 
 
 def _run(command: list[str], what: str, env: dict[str, str] | None = None, log: Path | None = None) -> str:
@@ -65,7 +59,7 @@ def _run(command: list[str], what: str, env: dict[str, str] | None = None, log: 
     Raises:
         EgoaslError: naming ``what``, with the end of its output, when it exits non-zero.
     """
-    proc = subprocess.run(command, capture_output=True, text=True, env=env)
+    proc = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
     if log is not None:
         write_text_atomic(log, proc.stdout + proc.stderr)
     if proc.returncode != 0:
