@@ -115,6 +115,9 @@ class ModelConfig:
     dropout: float = 0.1
     droppath: float = 0.1
     rel_dropout: float = 0.1
+    # how dropout masks are drawn: torch (nn.Dropout's bernoulli_, the release's random stream) or fast
+    # (16 random bits per element from one 64-bit draw; same p within 8e-6, ~0.5 s less per full-size CPU step)
+    dropout_sampler: Literal["torch", "fast"] = "torch"
     head_layers: int = 3
     head_kernel: int = 3
     cls_prior: float = 0.01

@@ -31,6 +31,7 @@ from egoasl.config import Config
 from egoasl.errors import EgoaslError
 from egoasl.model.assignment import assign_batch
 from egoasl.model.backbone import Backbone
+from egoasl.model.dropout import use_fast_dropout
 from egoasl.model.heads import ClsHead, RegHead
 from egoasl.model.losses import LossNormalizer, al_loss, diou_loss_1d, sigmoid_focal_loss, smooth_targets
 from egoasl.model.neck import IdentityNeck
@@ -83,6 +84,8 @@ class MQDetector(nn.Module):
         self.sensitivity = SensitivityWeights(m.num_classes, asl) if asl.class_gaussians else None
         self.instance_head = InstanceSensitivityHead(m.width, m.head_kernel) if asl.instance_branch else None
         self.loss_norm = LossNormalizer(cfg.loss.init_loss_norm, cfg.loss.loss_norm_momentum)
+        if m.dropout_sampler == "fast":
+            use_fast_dropout(self)
 
     @property
     def length_multiple(self) -> int:

@@ -29,6 +29,7 @@ from torch import Tensor
 from egoasl.config import Config
 from egoasl.errors import EgoaslError
 from egoasl.model.detector import DetectorOutput, MQDetector
+from egoasl.model.dropout import use_fast_dropout
 from egoasl.model.fusion import StemTextFusion, TextFusion
 from egoasl.model.nce import frame_query_nce
 from egoasl.model.text import TextEncoder
@@ -63,6 +64,8 @@ class NLQGrounder(MQDetector):
             self.stem_fusion = StemTextFusion(m.width, m.n_head, m.stem_layers, m.dropout, m.droppath)
         else:
             self.fusion = TextFusion(m.width, m.n_head, m.fusion_layers, m.dropout, m.droppath)
+        if m.dropout_sampler == "fast":  # the text encoder and fusion layers too
+            use_fast_dropout(self)
 
     def forward(self, feats: Tensor, masks: Tensor, text: Tensor, text_masks: Tensor) -> GrounderOutput:  # type: ignore[override]
         """Raw outputs for a batch of queries (each with its clip's features)."""

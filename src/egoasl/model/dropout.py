@@ -1,0 +1,99 @@
+"""Dropout with a fast mask sampler (``model.dropout_sampler: fast``).
+
+``nn.Dropout`` draws its keep mask with ``bernoulli_``, one random number per element, on
+one thread on the CPU: at the release size (~40 M dropped elements per training step) that
+is ~0.5 s of a ~6.5 s bf16 step. :class:`FastDropout` computes the same function with a
+cheaper mask: one 64-bit draw gives four 16-bit lanes, and an element is dropped where its
+lane, read as a signed int16, falls below ``round(p · 65536) - 32768``. So the drop
+probability is ``round(p · 65536) / 65536`` (within 7.7e-6 of p), the kept elements are
+scaled by ``1 / (1 - p)`` as ``nn.Dropout`` does (the scale rounded to the input's dtype, as
+there), and the backward multiplies the gradient by the same mask and scale. The mask is built in the memory order of the input, so
+a channels-last activation (:mod:`egoasl.model.blocks`) stays channels-last.
+
+The masks differ from ``bernoulli_``'s for the same seed (the random stream is consumed
+differently): a run with ``fast`` is a different draw of the same training, not the
+release's bit for bit, which is why ``torch`` (``nn.Dropout``) is the default.
+:func:`use_fast_dropout` swaps every ``nn.Dropout`` of a model for :class:`FastDropout`;
+dropout has no parameters, so state dicts are unchanged.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+LANES = 65536  # values of one 16-bit lane
+
+
+def drop_threshold(p: float) -> int:
+    """The int16 value below which a lane drops its element: probability ``round(p · 65536) / 65536``."""
+    return round(p * LANES) - LANES // 2
+
+
+def dense_strides(x: Tensor) -> list[int]:
+    """Strides of a dense tensor with ``x``'s shape and ``x``'s order of dimensions in memory."""
+    strides = [0] * x.dim()
+    step = 1
+    for d in sorted(range(x.dim()), key=lambda d: (x.stride(d), x.shape[d])):
+        strides[d] = step
+        step *= x.shape[d]
+    return strides
+
+
+def keep_mask(x: Tensor, p: float) -> Tensor:
+    """A bool tensor like ``x`` (same shape, same memory order): True where an element is kept."""
+    n = x.numel()
+    words = torch.empty((n + 3) // 4, dtype=torch.int64, device=x.device)
+    words.random_(-(2**63), 2**63 - 1)  # the whole 64-bit range: plain random_() leaves the sign bit 0
+    lanes = words.view(torch.int16)[:n].as_strided(x.shape, dense_strides(x))
+    return lanes >= drop_threshold(p)
+
+
+class _Scale(torch.autograd.Function):
+    """``x · m`` for a constant ``m``, saving only ``m`` for the backward (``grad · m``)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, m: Tensor) -> Tensor:
+        ctx.save_for_backward(m)
+        return x * m
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
+        (m,) = ctx.saved_tensors
+        return grad * m, None
+
+
+def fast_dropout(x: Tensor, p: float, training: bool = True) -> Tensor:
+    """``F.dropout(x, p, training)`` with the fast mask sampler (module docstring).
+
+    The mask is stored as ``x``'s dtype, 0 or ``1 / (1 - p)`` (as ``nn.Dropout`` stores it on the
+    CPU): multiplying by it is one vectorised pass, forward and backward, where a bool mask
+    would be converted element by element (~8x slower).
+    """
+    if not training or p == 0.0:
+        return x
+    if not 0.0 < p < 1.0:
+        return F.dropout(x, p, training)  # p = 1 (all dropped) or an invalid p, which F.dropout reports
+    scale = torch.tensor(1.0 / (1.0 - p), dtype=x.dtype, device=x.device)
+    return _Scale.apply(x, torch.where(keep_mask(x, p), scale, scale.new_zeros(())))
+
+
+class FastDropout(nn.Dropout):
+    """``nn.Dropout`` (same arguments, no parameters) drawing its masks with :func:`keep_mask`."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.inplace:
+            raise ValueError("FastDropout has no in-place mode")
+        return fast_dropout(x, self.p, self.training)
+
+
+def use_fast_dropout(model: nn.Module) -> int:
+    """Replace every ``nn.Dropout`` in ``model`` by a :class:`FastDropout` of the same p; returns how many."""
+    swapped = 0
+    for parent in model.modules():
+        for name, child in parent.named_children():
+            if type(child) is nn.Dropout:
+                setattr(parent, name, FastDropout(child.p).train(child.training))
+                swapped += 1
+    return swapped
