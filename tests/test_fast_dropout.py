@@ -13,7 +13,7 @@ from torch import nn
 
 from egoasl.config import config_from_dict
 from egoasl.model.detector import MQDetector
-from egoasl.model.dropout import FastDropout, drop_threshold, fast_dropout, keep_mask, use_fast_dropout
+from egoasl.model.dropout import FastDropout, drop_threshold, fast_dropout, keep_scale, use_fast_dropout
 from egoasl.model.grounder import NLQGrounder
 
 
@@ -40,7 +40,7 @@ def test_output_and_gradient_are_dropout_in_float64():
 def test_drop_rate_is_p_in_every_lane_and_position(p):
     torch.manual_seed(1)
     n = 1 << 22
-    dropped = ~keep_mask(torch.empty(n), p)
+    dropped = keep_scale(torch.empty(n), p) == 0
     sigma = (p * (1 - p) / n) ** 0.5
     assert abs(dropped.double().mean().item() - p) < 5 * sigma
     # each of the four 16-bit lanes of a 64-bit draw (plain random_() would never set the top lane's sign bit)
@@ -55,15 +55,16 @@ def test_drop_rate_is_p_in_every_lane_and_position(p):
 def test_mask_follows_the_input_memory_order():
     torch.manual_seed(2)
     x = torch.randn(2, 500, 96).transpose(1, 2)  # (B, C, T) stored channels-last
-    keep = keep_mask(x, 0.1)
+    keep = keep_scale(x, 0.1)
     assert keep.shape == x.shape and keep.stride() == x.stride()
+    assert keep.unique().tolist() == pytest.approx([0.0, 1 / 0.9])
     out = fast_dropout(x.requires_grad_(), 0.1)
     assert out.stride() == x.stride()
     out.sum().backward()
     assert x.grad.stride() == x.stride()
     # a non-dense view (every other step) gets a dense mask of its shape
     strided = torch.randn(2, 96, 1000)[:, :, ::2]
-    assert keep_mask(strided, 0.1).shape == strided.shape
+    assert keep_scale(strided, 0.1).shape == strided.shape
 
 
 def test_eval_mode_and_p_zero_are_identity_and_p_one_drops_all():

@@ -41,13 +41,21 @@ def dense_strides(x: Tensor) -> list[int]:
     return strides
 
 
-def keep_mask(x: Tensor, p: float) -> Tensor:
-    """A bool tensor like ``x`` (same shape, same memory order): True where an element is kept."""
+def keep_scale(x: Tensor, p: float) -> Tensor:
+    """The dropout mask as a tensor like ``x`` (shape, dtype, memory order): ``1 / (1 - p)`` where an
+    element is kept, 0 where it is dropped.
+
+    Stored in ``x``'s dtype (as ``nn.Dropout`` stores its mask on the CPU), multiplying by it
+    is one vectorised pass, forward and backward; a bool mask would be converted element by
+    element (~8x slower). The comparison writes 0/1 straight into that dtype.
+    """
     n = x.numel()
     words = torch.empty((n + 3) // 4, dtype=torch.int64, device=x.device)
     words.random_(-(2**63), 2**63 - 1)  # the whole 64-bit range: plain random_() leaves the sign bit 0
-    lanes = words.view(torch.int16)[:n].as_strided(x.shape, dense_strides(x))
-    return lanes >= drop_threshold(p)
+    strides = dense_strides(x)
+    lanes = words.view(torch.int16)[:n].as_strided(x.shape, strides)
+    mask = torch.empty_strided(x.shape, strides, dtype=x.dtype, device=x.device)
+    return torch.ge(lanes, drop_threshold(p), out=mask).mul_(1.0 / (1.0 - p))
 
 
 class _Scale(torch.autograd.Function):
@@ -65,22 +73,16 @@ class _Scale(torch.autograd.Function):
 
 
 def fast_dropout(x: Tensor, p: float, training: bool = True) -> Tensor:
-    """``F.dropout(x, p, training)`` with the fast mask sampler (module docstring).
-
-    The mask is stored as ``x``'s dtype, 0 or ``1 / (1 - p)`` (as ``nn.Dropout`` stores it on the
-    CPU): multiplying by it is one vectorised pass, forward and backward, where a bool mask
-    would be converted element by element (~8x slower).
-    """
+    """``F.dropout(x, p, training)`` with the fast mask sampler (module docstring)."""
     if not training or p == 0.0:
         return x
     if not 0.0 < p < 1.0:
         return F.dropout(x, p, training)  # p = 1 (all dropped) or an invalid p, which F.dropout reports
-    scale = torch.tensor(1.0 / (1.0 - p), dtype=x.dtype, device=x.device)
-    return _Scale.apply(x, torch.where(keep_mask(x, p), scale, scale.new_zeros(())))
+    return _Scale.apply(x, keep_scale(x, p))
 
 
 class FastDropout(nn.Dropout):
-    """``nn.Dropout`` (same arguments, no parameters) drawing its masks with :func:`keep_mask`."""
+    """``nn.Dropout`` (same arguments, no parameters) drawing its masks with :func:`keep_scale`."""
 
     def forward(self, x: Tensor) -> Tensor:
         if self.inplace:
