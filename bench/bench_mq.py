@@ -6,6 +6,7 @@ Each variant runs in its own process, so that its peak memory (max RSS) is its o
 
 - ``fp32``: no autocast;
 - ``bf16``: bfloat16 autocast, the setting these machines train with (``train.amp: bf16``);
+- ``bf16-fastdrop``: bf16 with ``model.dropout_sampler: fast`` (:mod:`egoasl.model.dropout`);
 - ``bf16-ckpt``: bf16 with ``model.grad_checkpoint`` (stem and branch blocks recomputed in backward);
 - ``fp16``: float16 autocast with the trainer's GradScaler (CUDA only).
 
@@ -44,7 +45,13 @@ from pathlib import Path
 from common import append_section, cpu_model, training_step
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
-VARIANTS = {"fp32": ("none", False), "bf16": ("bf16", False), "bf16-ckpt": ("bf16", True), "fp16": ("fp16", False)}
+VARIANTS = {  # name: (train.amp, model.grad_checkpoint, model.dropout_sampler)
+    "fp32": ("none", False, "torch"),
+    "bf16": ("bf16", False, "torch"),
+    "bf16-fastdrop": ("bf16", False, "fast"),
+    "bf16-ckpt": ("bf16", True, "torch"),
+    "fp16": ("fp16", False, "torch"),
+}
 
 
 def median(values: list[float]) -> float:
@@ -63,7 +70,7 @@ def measure(variant: str, steps: int, clips: int, preset: str, device_name: str)
     from egoasl.engine.train import make_optimizer
     from egoasl.model.detector import MQDetector
 
-    amp, grad_checkpoint = VARIANTS[variant]
+    amp, grad_checkpoint, dropout_sampler = VARIANTS[variant]
     device = torch.device(device_name)
     cuda = device.type == "cuda"
     if not cuda:
@@ -71,6 +78,7 @@ def measure(variant: str, steps: int, clips: int, preset: str, device_name: str)
     torch.manual_seed(0)
     cfg = load_config(preset)
     cfg.model.grad_checkpoint = grad_checkpoint
+    cfg.model.dropout_sampler = dropout_sampler
     channels = sum(s.dim for s in cfg.data.sources)
     T, B = cfg.data.max_seq_len, cfg.train.batch_size
     model = MQDetector(cfg).to(device)
@@ -146,7 +154,8 @@ def main() -> None:
     parser.add_argument("--preset", default="mq/release")
     parser.add_argument("--steps", type=int, default=4, help="timed training steps (after two warm-up steps)")
     parser.add_argument("--clips", type=int, default=5, help="timed inference clips (after one warm-up clip)")
-    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, from {', '.join(VARIANTS)}")
+    parser.add_argument("--variants", help=f"comma-separated, from {', '.join(VARIANTS)} "
+                        "(default: all that run on the device: fp16 only on cuda)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     parser.add_argument("--results", type=Path, default=RESULTS, help="markdown file the section is appended to")
     parser.add_argument("--child", choices=list(VARIANTS), help=argparse.SUPPRESS)
@@ -154,6 +163,8 @@ def main() -> None:
     if args.child:
         print(json.dumps(measure(args.child, args.steps, args.clips, args.preset, args.device)))
         return
+    if args.variants is None:
+        args.variants = ",".join(v for v in VARIANTS if v != "fp16" or args.device.startswith("cuda"))
     variants = args.variants.split(",")
     unknown = set(variants) - set(VARIANTS)
     if unknown:

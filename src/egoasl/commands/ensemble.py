@@ -56,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
 def _member_raw(run_dir: Path, args, device) -> tuple[dict, list[str]]:
     """A member's raw outputs on the split (saved ones, else computed with its own config)."""
     from egoasl.engine.ensemble import load_raw_metadata, load_raw_outputs, save_raw_outputs
+    from egoasl.engine.host_memory import keep_freed_heap_memory
     from egoasl.engine.run_log import show_progress
     from egoasl.engine.runs import load_run
 
@@ -69,6 +70,8 @@ def _member_raw(run_dir: Path, args, device) -> tuple[dict, list[str]]:
     if cfg.data.task != "mq":
         raise EgoaslError(f"{run_dir}: an {cfg.data.task.upper()} run; `egoasl ensemble` mean-pools MQ runs (use --task nlq to merge NLQ submissions)")
     print(f"{run_dir}: predicting {args.split} with its own config")
+    if device.type == "cpu":
+        keep_freed_heap_memory()  # as `egoasl predict` (engine.host_memory)
     _, raw = task.predict(model, args.split, device, progress=show_progress(not args.no_progress), keep_raw=True)
     save_raw_outputs(path, raw, metadata={"split": args.split, "labels": task.taxonomy.labels})
     return raw, task.taxonomy.labels

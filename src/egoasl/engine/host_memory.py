@@ -1,4 +1,4 @@
-"""Host-memory allocator setting for training on the CPU (glibc's malloc; elsewhere a no-op).
+"""Host-memory allocator setting for training and prediction on the CPU (glibc's malloc; elsewhere a no-op).
 
 A training step frees most of its activations in backward and allocates them again in the
 next forward. By default glibc gives the top of its heap back to the operating system as
@@ -12,7 +12,9 @@ threshold (blocks that large and larger still come from ``mmap`` and go back on 
 and stops the trimming. Freed heap memory is then reused instead of
 being returned and faulted in again. The peak resident memory does not change (it is the
 heap's high-water mark either way, measured in ``bench/RESULTS.md``); what changes is that
-the process keeps that peak until it exits, which suits a training process.
+the process keeps that peak until it exits, which suits a training process, and the
+prediction commands (``egoasl predict``, ``egoasl ensemble``): at full size in bf16 one
+clip's forward took 0.97 instead of 1.16 s (0 instead of ~20k page faults per clip).
 """
 
 from __future__ import annotations
