@@ -22,6 +22,10 @@ at a time: the forward, then decoding (per-level top-k, Soft-NMS, seconds), time
 separately. The model has only taken the bench's few training steps, so nearly every
 (point, class) pair passes the 0.001 score threshold: decoding works on its worst case.
 
+``--preload LIB`` runs every variant with another malloc (jemalloc: ``apt install libjemalloc2``).
+glibc's heap, with freed memory kept, fragments over a full-size step: its peak resident
+memory is ~1.2 GiB above the bytes in use; jemalloc's size classes avoid most of that.
+
 The machine is shared: the 1-minute load average is recorded before and after; with other
 work running, OpenMP threads wait for each other and every timing inflates.
 
@@ -45,6 +49,7 @@ from pathlib import Path
 from common import append_section, cpu_model, training_step
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+JEMALLOC_CONF = "dirty_decay_ms:-1,muzzy_decay_ms:-1"  # jemalloc keeps freed pages, as the trainer's glibc setting does
 VARIANTS = {  # name: (train.amp, model.grad_checkpoint, model.dropout_sampler)
     "fp32": ("none", False, "torch"),
     "bf16": ("bf16", False, "torch"),
@@ -158,6 +163,9 @@ def main() -> None:
                         "(default: all that run on the device: fp16 only on cuda)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     parser.add_argument("--results", type=Path, default=RESULTS, help="markdown file the section is appended to")
+    parser.add_argument("--preload", type=Path, metavar="LIB",
+                        help="run each variant with this malloc preloaded (LD_PRELOAD), e.g. Debian's "
+                        f"libjemalloc.so.2, with MALLOC_CONF={JEMALLOC_CONF} unless MALLOC_CONF is set")
     parser.add_argument("--child", choices=list(VARIANTS), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -171,12 +179,20 @@ def main() -> None:
         parser.error(f"unknown variants {sorted(unknown)}; choose from {', '.join(VARIANTS)}")
     if "fp16" in variants and not args.device.startswith("cuda"):
         parser.error("the fp16 variant needs --device cuda (fp16 autocast with a GradScaler is a GPU setting)")
+    child_env = dict(os.environ)
+    allocator = "glibc malloc (the trainer's setting: freed heap memory kept)"
+    if args.preload:
+        if not args.preload.is_file():
+            parser.error(f"--preload {args.preload}: no such file")
+        child_env["LD_PRELOAD"] = str(args.preload.resolve())
+        child_env.setdefault("MALLOC_CONF", JEMALLOC_CONF)
+        allocator = f"LD_PRELOAD={args.preload.name}, MALLOC_CONF={child_env['MALLOC_CONF']}"
     load_before = os.getloadavg()[0]
     results = {}
     for variant in variants:
         cmd = [sys.executable, __file__, "--child", variant, "--preset", args.preset, "--steps", str(args.steps),
                "--clips", str(args.clips), "--device", args.device]
-        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=child_env).stdout
         results[variant] = json.loads(out.strip().splitlines()[-1])
         print(variant, results[variant], flush=True)
     load_after = os.getloadavg()[0]
@@ -195,7 +211,8 @@ def main() -> None:
 ## MQ detector speed (`bench/bench_mq.py`), {now}
 
 - machine: {f"GPU {gpu}; host " if gpu else ""}{os.cpu_count()} CPUs, {cpu}; torch threads {any_result['threads']}; 1-min load average {load_before:.2f} before, {load_after:.2f} after (shared machine)
-- command: `python bench/bench_mq.py --preset {args.preset} --steps {args.steps} --clips {args.clips} --variants {args.variants} --device {args.device}`
+- command: `python bench/bench_mq.py --preset {args.preset} --steps {args.steps} --clips {args.clips} --variants {args.variants} --device {args.device}{f" --preload {args.preload}" if args.preload else ""}`
+- allocator: {allocator}
 - model: {args.preset}, {any_result['params'] / 1e6:.2f}M trained parameters; batch 2 x 5120 channels x 1024 steps, random inputs, 10 GT per clip
 - training step = the trainer's: free gradients, forward + losses, backward, clip, fused AdamW, EMA (median of {args.steps} after two warm-up steps); peak RSS = max resident memory of the variant's process
 - inference = one clip at batch 1: forward, then decode (top-k, Soft-NMS, seconds), medians of {args.clips}; the model has only taken the bench's training steps, so {any_result['candidates']} of {any_result['scores']} (point, class) scores pass the 0.001 threshold, the worst case for decoding

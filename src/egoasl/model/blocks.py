@@ -110,7 +110,7 @@ class MaskedConv1d(nn.Module):
         # x[:, :, None] is (B, C_in, 1, T), channels-last when x is: the convolution keeps that layout
         out = F.conv2d(x[:, :, None, :], weight[:, :, None, :], bias, stride=(1, s), padding=(0, k // 2),
                        groups=self.conv.groups)
-        return out[:, :, 0]  # (B, C_out, T')
+        return out.squeeze(2)  # (B, C_out, T'); a view whose backward is a view (out[:, :, 0]'s zero-fills a copy)
 
 
 class ChannelLayerNorm(nn.Module):
@@ -137,7 +137,7 @@ def masked_max_pool(x: Tensor, mask: Tensor, valid_only: bool = True) -> tuple[T
     # x: (B, C, T) -> (B, C, T // 2); pooled over T of the (B, 1, T, C) view, keeping x's layout
     filled = torch.where(mask, x, float("-inf")) if valid_only else x
     out = F.max_pool2d(filled.transpose(1, 2)[:, None], kernel_size=(3, 1), stride=(2, 1), padding=(1, 0))
-    out = out[:, 0].transpose(1, 2)  # (B, C, T // 2)
+    out = out.squeeze(1).transpose(1, 2)  # (B, C, T // 2)
     out_mask = mask[:, :, ::2]  # (B, 1, T // 2)
     return torch.where(out_mask, out, 0.0), out_mask
 
@@ -327,7 +327,7 @@ class ChannelAttention(nn.Module):
             u = u * mask.to(u.dtype)
         B, T, C = u.shape
         qkv = self.qkv(u).reshape(B, T, 3, self.n_head, self.head_dim).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv[0], qkv[1], qkv[2]  # each (B, H, T, d)
+        q, k, v = qkv.unbind(0)  # each (B, H, T, d); unbind: its backward stacks, where three selects would zero-fill three copies
         attn = ((k / math.sqrt(self.head_dim)).transpose(-1, -2) @ v).softmax(dim=-1)  # (B, H, d, d)
         out = (attn @ q.transpose(-1, -2)).transpose(-1, -2)  # (B, H, T, d)
         return self.proj(out.transpose(1, 2).reshape(B, T, C))  # (B, T, C)
