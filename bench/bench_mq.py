@@ -46,7 +46,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import append_section, cpu_model, training_step
+from common import append_section, cpu_model, random_mq_batch, training_step
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 JEMALLOC_CONF = "dirty_decay_ms:-1,muzzy_decay_ms:-1"  # jemalloc keeps freed pages, as the trainer's glibc setting does
@@ -84,20 +84,11 @@ def measure(variant: str, steps: int, clips: int, preset: str, device_name: str)
     cfg = load_config(preset)
     cfg.model.grad_checkpoint = grad_checkpoint
     cfg.model.dropout_sampler = dropout_sampler
-    channels = sum(s.dim for s in cfg.data.sources)
-    T, B = cfg.data.max_seq_len, cfg.train.batch_size
+    T = cfg.data.max_seq_len
     model = MQDetector(cfg).to(device)
     ema = ModelEMA(model, cfg.train.ema_decay)
     optimizer = make_optimizer(model, cfg, device)
-    feats = torch.randn(B, channels, T).to(device)
-    masks = torch.ones(B, T, dtype=torch.bool, device=device)
-    gen = torch.Generator().manual_seed(1)
-    segments, labels = [], []
-    for _ in range(B):
-        start = torch.rand(10, generator=gen) * (T - 64)
-        length = torch.exp(torch.rand(10, generator=gen) * 5.5)
-        segments.append(torch.stack([start, (start + length).clamp(max=T - 1)], 1).to(device))
-        labels.append(torch.randint(0, cfg.model.num_classes, (10,), generator=gen).to(device))
+    feats, masks, segments, labels = random_mq_batch(cfg, device)
     autocast = autocast_context(amp, device)
     scaler = torch.amp.GradScaler("cuda") if amp == "fp16" else None
 

@@ -53,6 +53,29 @@ def training_step(model, optimizer, ema, losses: Callable[[], dict], clip_grad_n
     return step
 
 
+def random_mq_batch(cfg, device) -> tuple:
+    """A full-size-shaped random MQ batch: ``feats (B, channels, T)``, all-valid ``masks (B, T)``,
+    and per clip 10 ground-truth ``segments`` (grid cells, lengths up to e^5.5) and ``labels``.
+
+    ``B`` is ``cfg.train.batch_size`` and ``T`` is ``cfg.data.max_seq_len``; seeded, so every
+    benchmark of the detector trains on the same batch.
+    """
+    import torch
+
+    channels = sum(s.dim for s in cfg.data.sources)
+    T, B = cfg.data.max_seq_len, cfg.train.batch_size
+    feats = torch.randn(B, channels, T, generator=torch.Generator().manual_seed(0)).to(device)
+    masks = torch.ones(B, T, dtype=torch.bool, device=device)
+    gen = torch.Generator().manual_seed(1)
+    segments, labels = [], []
+    for _ in range(B):
+        start = torch.rand(10, generator=gen) * (T - 64)
+        length = torch.exp(torch.rand(10, generator=gen) * 5.5)
+        segments.append(torch.stack([start, (start + length).clamp(max=T - 1)], 1).to(device))
+        labels.append(torch.randint(0, cfg.model.num_classes, (10,), generator=gen).to(device))
+    return feats, masks, segments, labels
+
+
 def append_section(results: Path, section: str) -> None:
     """Append a dated markdown ``section`` to a results file (``bench/RESULTS.md``) and print it."""
     with open(results, "a", encoding="utf-8") as f:
