@@ -27,6 +27,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_metrics.py
 	$(BIN)/python bench/bench_nms.py
 	$(BIN)/python bench/bench_mq.py
+	$(BIN)/python bench/bench_mq_ops.py
 	$(BIN)/python bench/bench_nlq.py
 	$(BIN)/python bench/bench_loader.py
 	$(BIN)/python bench/bench_threads.py
