@@ -36,11 +36,11 @@ def test_output_and_gradient_are_dropout_in_float64():
     torch.testing.assert_close(x.grad, torch.where(keep, grad / (1 - p), 0.0), rtol=0, atol=1e-15)
 
 
-@pytest.mark.parametrize("p", [0.1, 0.5])
-def test_drop_rate_is_p_in_every_lane_and_position(p):
+@pytest.mark.parametrize("p, dtype", [(0.1, torch.float32), (0.5, torch.float32), (0.1, torch.bfloat16)])
+def test_drop_rate_is_p_in_every_lane_and_position(p, dtype):
     torch.manual_seed(1)
     n = 1 << 22
-    dropped = keep_scale(torch.empty(n), p) == 0
+    dropped = keep_scale(torch.empty(n, dtype=dtype), p) == 0
     sigma = (p * (1 - p) / n) ** 0.5
     assert abs(dropped.double().mean().item() - p) < 5 * sigma
     # each of the four 16-bit lanes of a 64-bit draw (plain random_() would never set the top lane's sign bit)
@@ -65,6 +65,17 @@ def test_mask_follows_the_input_memory_order():
     # a non-dense view (every other step) gets a dense mask of its shape
     strided = torch.randn(2, 96, 1000)[:, :, ::2]
     assert keep_scale(strided, 0.1).shape == strided.shape
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16, torch.float16])
+def test_any_size_and_dtype(dtype):
+    torch.manual_seed(5)
+    for n in (1, 2, 3, 5, 4099):  # not always whole 64-bit words of lanes
+        mask = keep_scale(torch.empty(n, dtype=dtype), 0.25)
+        assert mask.shape == (n,) and mask.dtype == dtype
+        assert set(mask.tolist()) <= {0.0, (torch.tensor(4 / 3, dtype=dtype)).item()}
+    big = keep_scale(torch.empty(40_003, dtype=dtype), 0.25)
+    assert abs((big == 0).double().mean().item() - 0.25) < 0.02
 
 
 def test_eval_mode_and_p_zero_are_identity_and_p_one_drops_all():

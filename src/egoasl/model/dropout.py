@@ -50,12 +50,17 @@ def keep_scale(x: Tensor, p: float) -> Tensor:
     element (~8x slower). The comparison writes 0/1 straight into that dtype.
     """
     n = x.numel()
-    words = torch.empty((n + 3) // 4, dtype=torch.int64, device=x.device)
-    words.random_(-(2**63), 2**63 - 1)  # the whole 64-bit range: plain random_() leaves the sign bit 0
-    mask = torch.empty(n, dtype=x.dtype, device=x.device)
-    torch.ge(words.view(torch.int16)[:n], drop_threshold(p), out=mask).mul_(1.0 / (1.0 - p))
+    padded = -(-n // 4) * 4  # whole 64-bit words
+    if x.element_size() == 2:  # bf16 / fp16: the random bits are drawn into the mask's own memory
+        mask = torch.empty(padded, dtype=x.dtype, device=x.device)
+        lanes = mask.view(torch.int16)
+    else:
+        mask = torch.empty(n, dtype=x.dtype, device=x.device)
+        lanes = torch.empty(padded, dtype=torch.int16, device=x.device)
+    lanes.view(torch.int64).random_(-(2**63), 2**63 - 1)  # the whole range: plain random_() leaves the sign bit 0
+    torch.ge(lanes[:n], drop_threshold(p), out=mask[:n]).mul_(1.0 / (1.0 - p))
     # drawn flat (3x faster than writing through a permuted view), then laid out in x's memory order
-    return mask.as_strided(x.shape, dense_strides(x))
+    return mask[:n].as_strided(x.shape, dense_strides(x))
 
 
 class _Scale(torch.autograd.Function):
