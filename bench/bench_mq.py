@@ -89,7 +89,7 @@ def measure(variant: str, steps: int, clips: int, preset: str, device_name: str)
     ema = ModelEMA(model, cfg.train.ema_decay)
     optimizer = make_optimizer(model, cfg, device)
     feats, masks, segments, labels = random_mq_batch(cfg, device)
-    autocast = autocast_context(amp, device)
+    autocast = autocast_context(amp, device, recast_weights=cfg.train.recast_weights)  # as the trainer
     scaler = torch.amp.GradScaler("cuda") if amp == "fp16" else None
 
     def sync() -> None:
@@ -119,7 +119,7 @@ def measure(variant: str, steps: int, clips: int, preset: str, device_name: str)
     model.eval()
     grid = TimeGrid.resized(480.0, T)
     forward_s, decode_s, candidates = [], [], 0
-    with torch.no_grad(), autocast():  # one autocast region, as prediction runs: weights cast to bf16 once
+    with torch.no_grad(), autocast():  # one autocast region, as prediction runs
         for i in range(clips + 1):  # the first clip warms up (and casts the weights)
             tic = time.perf_counter()
             out = model(feats[:1], masks[:1])

@@ -67,7 +67,7 @@ def measure(amp: str, steps: int, queries: int, preset: str, batch: int, fusion:
     starts = torch.rand(batch, generator=gen) * (valid - 20)
     segments = [torch.tensor([[float(s), float(s) + 15.0]]) for s in starts]
     labels = [torch.zeros(1, dtype=torch.long) for _ in range(batch)]
-    ctx = autocast_context("bf16" if amp == "bf16" else "none", torch.device("cpu"))
+    ctx = autocast_context("bf16" if amp == "bf16" else "none", torch.device("cpu"), recast_weights=cfg.train.recast_weights)
 
     def losses() -> dict:
         with ctx():

@@ -55,7 +55,7 @@ def measure(threads: int, steps: int) -> dict:
     masks = torch.ones(batch, cells, dtype=torch.bool)
     segments = [torch.tensor([[10.0, 40.0], [100.0, 180.0]]) for _ in range(batch)]
     labels = [torch.tensor([1, 3]) for _ in range(batch)]
-    autocast = autocast_context(amp, device)
+    autocast = autocast_context(amp, device, recast_weights=cfg.train.recast_weights)
 
     def losses() -> dict:
         with autocast():

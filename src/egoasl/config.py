@@ -207,6 +207,8 @@ class TrainConfig:
     ema_decay: float = 0.999
     ema: bool = True
     amp: Literal["none", "bf16", "fp16", "auto"] = "none"  # auto: bf16 where the hardware has it (engine/precision.py)
+    # with amp: autocast's bf16/fp16 weight copies are not kept for backward but cast again there (same values)
+    recast_weights: bool = True
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     eval_start_epoch: int = 5  # evaluate on val from this epoch (1-based); -1 disables

@@ -94,7 +94,7 @@ class MQTask:
         model.eval()
         detections: dict[str, list[dict]] = {}
         raw: dict[str, dict] = {}
-        with autocast():  # one autocast region: each weight is cast to bf16 once, not once per batch
+        with autocast():  # one autocast region: nn.Linear weights are cast once, not once per batch (views are not cached)
             for batch in tqdm(loader, desc=f"predict {split}", disable=None if progress else True, leave=False,
                               dynamic_ncols=True):
                 out = model(batch["feats"].to(device, non_blocking=True), batch["masks"].to(device, non_blocking=True))

@@ -17,11 +17,12 @@ from __future__ import annotations
 import contextlib
 import functools
 import platform
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
 
+from egoasl.engine.weight_recast import recast_weights_in_backward
 from egoasl.errors import EgoaslError
 
 _X86_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
@@ -69,10 +70,23 @@ def resolve_amp(amp: str, device: torch.device, training: bool = True) -> tuple[
     return amp, f"train.amp={amp}"
 
 
-def autocast_context(amp: str, device: torch.device, training: bool = True) -> Callable[[], contextlib.AbstractContextManager]:
-    """A factory of autocast contexts for ``amp`` = none | bf16 | fp16 | auto (see :func:`resolve_amp`)."""
+def autocast_context(amp: str, device: torch.device, training: bool = True,
+                     recast_weights: bool = False) -> Callable[[], contextlib.AbstractContextManager]:
+    """A factory of autocast contexts for ``amp`` = none | bf16 | fp16 | auto (see :func:`resolve_amp`).
+
+    ``recast_weights`` (``train.recast_weights``): within the context, the weight copies autocast
+    makes are not kept for backward but cast again there (:mod:`egoasl.engine.weight_recast`).
+    """
     resolved, _ = resolve_amp(amp, device, training)
     if resolved == "none":
         return contextlib.nullcontext
     dtype = torch.bfloat16 if resolved == "bf16" else torch.float16
-    return lambda: torch.autocast(device_type=device.type, dtype=dtype)
+    if not recast_weights:
+        return lambda: torch.autocast(device_type=device.type, dtype=dtype)
+
+    @contextlib.contextmanager
+    def autocast_recasting() -> Iterator[None]:
+        with torch.autocast(device_type=device.type, dtype=dtype), recast_weights_in_backward():
+            yield
+
+    return autocast_recasting

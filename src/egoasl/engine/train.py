@@ -172,7 +172,7 @@ def _train(cfg: Config, task: Task, run_dir: Path, info: distributed.DistInfo, l
     amp, amp_reason = resolve_amp(cfg.train.amp, device)
     if info.is_main:
         logger.info(f"precision: {'float32' if amp == 'none' else amp} ({amp_reason})")
-    autocast = autocast_context(amp, device)
+    autocast = autocast_context(amp, device, recast_weights=cfg.train.recast_weights)
     loss_module = _LossModule(task, model, device, autocast)
     if info.enabled:
         ids = [device.index] if device.type == "cuda" else None
