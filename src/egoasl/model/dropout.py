@@ -7,8 +7,9 @@ cheaper mask: one 64-bit draw gives four 16-bit lanes, and an element is dropped
 lane, read as a signed int16, falls below ``round(p · 65536) - 32768``. So the drop
 probability is ``round(p · 65536) / 65536`` (within 7.7e-6 of p), the kept elements are
 scaled by ``1 / (1 - p)`` as ``nn.Dropout`` does (the scale rounded to the input's dtype, as
-there), and the backward multiplies the gradient by the same mask and scale. The mask is built in the memory order of the input, so
-a channels-last activation (:mod:`egoasl.model.blocks`) stays channels-last.
+there), and the backward multiplies the gradient by the same mask and scale. The mask is
+laid out in the memory order of the input, so a channels-last activation
+(:mod:`egoasl.model.blocks`) stays channels-last.
 
 The masks differ from ``bernoulli_``'s for the same seed (the random stream is consumed
 differently): a run with ``fast`` is a different draw of the same training, not the
@@ -47,7 +48,8 @@ def keep_scale(x: Tensor, p: float) -> Tensor:
 
     Stored in ``x``'s dtype (as ``nn.Dropout`` stores its mask on the CPU), multiplying by it
     is one vectorised pass, forward and backward; a bool mask would be converted element by
-    element (~8x slower). The comparison writes 0/1 straight into that dtype.
+    element (~8x slower). The comparison writes 0/1 straight into that dtype; for 2-byte
+    dtypes the random bits are drawn into the mask's own memory.
     """
     n = x.numel()
     padded = -(-n // 4) * 4  # whole 64-bit words
