@@ -87,6 +87,7 @@ def test_two_process_ddp_on_cpu(tiny_data, tmp_path):
         "-m", "egoasl.cli", "--", "train", str(TINY_MQ_CONFIG), f"data.root={tiny_data}",
         "train.epochs=2", "train.eval_start_epoch=2", "train.device=cpu", "--run", str(run_dir), "--no-progress",
         "train.accum_steps=2",  # DDP's no_sync on the accumulating micro-batch
+        "train.amp=bf16",  # autocast under DDP, with its weight copies cast again in backward (train.recast_weights)
     ]
     proc = subprocess.run(cmd, check=False, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
