@@ -24,7 +24,8 @@ separately. The model has only taken the bench's few training steps, so nearly e
 
 ``--preload LIB`` runs every variant with another malloc (jemalloc: ``apt install libjemalloc2``).
 glibc's heap, with freed memory kept, fragments over a full-size step: its peak resident
-memory is ~1.2 GiB above the bytes in use; jemalloc's size classes avoid most of that.
+memory is ~1 GiB above the bytes in use. jemalloc (decay off) gave 5.7 GiB in a plain step
+loop but 7.1 GiB and 100k page faults per step here (``bench/RESULTS.md``, 2026-12-05).
 
 The machine is shared: the 1-minute load average is recorded before and after; with other
 work running, OpenMP threads wait for each other and every timing inflates.
