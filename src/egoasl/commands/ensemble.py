@@ -56,7 +56,6 @@ def run(args: argparse.Namespace) -> int:
 def _member_raw(run_dir: Path, args, device) -> tuple[dict, list[str]]:
     """A member's raw outputs on the split (saved ones, else computed with its own config)."""
     from egoasl.engine.ensemble import load_raw_metadata, load_raw_outputs, save_raw_outputs
-    from egoasl.engine.host_memory import keep_freed_heap_memory
     from egoasl.engine.run_log import show_progress
     from egoasl.engine.runs import load_run
 
@@ -70,8 +69,6 @@ def _member_raw(run_dir: Path, args, device) -> tuple[dict, list[str]]:
     if cfg.data.task != "mq":
         raise EgoaslError(f"{run_dir}: an {cfg.data.task.upper()} run; `egoasl ensemble` mean-pools MQ runs (use --task nlq to merge NLQ submissions)")
     print(f"{run_dir}: predicting {args.split} with its own config")
-    if device.type == "cpu":
-        keep_freed_heap_memory()  # as `egoasl predict` (engine.host_memory)
     _, raw = task.predict(model, args.split, device, progress=show_progress(not args.no_progress), keep_raw=True)
     save_raw_outputs(path, raw, metadata={"split": args.split, "labels": task.taxonomy.labels})
     return raw, task.taxonomy.labels
@@ -81,11 +78,14 @@ def _ensemble_mq(args) -> int:
     from egoasl.engine.annotations import mq_clips
     from egoasl.engine.distributed import DistInfo, resolve_device
     from egoasl.engine.ensemble import mean_raw_outputs
+    from egoasl.engine.host_memory import keep_freed_heap_memory
     from egoasl.engine.runs import load_run
     from egoasl.engine.task import EvalResult
     from egoasl.metrics.mq import evaluate_mq
 
     device = resolve_device(args.device, DistInfo())
+    if device.type == "cpu":
+        keep_freed_heap_memory()  # as `egoasl predict`: members predicted here re-allocate each batch's activations
     members = [_member_raw(run_dir, args, device) for run_dir in args.members]
     labels = members[0][1]
     for run_dir, (_, other) in zip(args.members[1:], members[1:]):
